@@ -1,0 +1,59 @@
+"""The demo's page at ``/`` (server-rendered, plus static/demo.js) and the local socket.io-client."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from flask import (Blueprint, abort, current_app, render_template, request, send_file, session,
+                   url_for)
+
+from .services import COMPANIES, USERS, user_by_id
+
+bp = Blueprint('pages', __name__)
+
+TRANSPORTS = ('primus', 'socketio')
+DEFAULT_TRANSPORT = 'primus'
+
+
+def news_for(todos: Any, user: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The ``news`` event sent on connect (the seed's ``socket.emit('news', ...)``)."""
+    if user is None:
+        return {'hello': 'world'}
+    mine = todos.find({'query': {'companyId': user['companyId']}})
+    open_count = sum(1 for t in mine if not t['done'])
+    return {'hello': user['name'], 'company': user['company'], 'open': open_count,
+            'message': f"Welcome, {user['name']}! {user['company']} has {open_count} open "
+                       f"todo{'' if open_count == 1 else 's'}."}
+
+
+def socketio_client_url() -> str:
+    from . import SOCKETIO_CDN_URL
+    if current_app.config.get('SOCKETIO_CLIENT_FILE'):
+        return url_for('pages.socketio_client')
+    return current_app.config.get('SOCKETIO_CLIENT_URL') or SOCKETIO_CDN_URL
+
+
+@bp.get('/')
+def index() -> Any:
+    from . import api
+    transport = request.args.get('transport', DEFAULT_TRANSPORT)
+    if transport not in TRANSPORTS:
+        abort(400, f'Unknown transport {transport!r}; use ?transport=primus or ?transport=socketio')
+    user = user_by_id(session.get('user_id'))
+    todos = []
+    if user is not None:
+        todos = api.service('todos').find({'query': {'companyId': user['companyId'],
+                                                     '$sort': {'id': 1}}})
+    companies = [(name, [u for u in USERS if u['companyId'] == cid])
+                 for cid, name in COMPANIES.items()]
+    return render_template('index.html', user=user, todos=todos, transport=transport,
+                           transports=TRANSPORTS, companies=companies,
+                           socketio_client=socketio_client_url())
+
+
+@bp.get('/socket.io-client.js')
+def socketio_client() -> Any:
+    """A local copy of socket.io.min.js, when ``SOCKETIO_CLIENT_FILE`` names one."""
+    path = current_app.config.get('SOCKETIO_CLIENT_FILE')
+    if not path:
+        abort(404)
+    return send_file(path, mimetype='application/javascript', max_age=3600)

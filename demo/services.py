@@ -1,0 +1,187 @@
+"""The demo's services: read-only users of two companies, and todos kept per company in SQL.
+
+``Todos`` wraps a :class:`flask_feathers.SQLService` and adds what the seed's examples leave to the
+app: every call from a client (``params['provider']`` set) runs as ``params['user']`` (put there by
+the ``io.use`` / ``primus.authorize`` / ``before_request`` hooks in :mod:`demo.auth`), is limited to
+that user's company, and a new todo's ``companyId`` comes from the user, never from the client.
+The event filters (``created/updated/patched/removed`` and the custom ``typing`` event) send a todo
+only to connections of the same company, exactly like the seed's ``updated`` filter.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List, Optional
+
+import sqlalchemy as sa
+
+from flask_feathers import errors
+from flask_feathers.sql import SQLService
+
+COMPANIES: Dict[int, str] = {1: 'Acme', 2: 'Globex'}
+
+#: The demo's users: no passwords, you sign in by picking one (see demo.auth).
+USERS: List[Dict[str, Any]] = [
+    {'id': 1, 'username': 'alice', 'name': 'Alice', 'companyId': 1},
+    {'id': 2, 'username': 'bob', 'name': 'Bob', 'companyId': 1},
+    {'id': 3, 'username': 'carol', 'name': 'Carol', 'companyId': 2},
+    {'id': 4, 'username': 'dave', 'name': 'Dave', 'companyId': 2},
+]
+
+MAX_TEXT = 200
+
+metadata = sa.MetaData()
+todos_table = sa.Table(
+    'todos', metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('text', sa.String(MAX_TEXT), nullable=False),
+    sa.Column('done', sa.Boolean, nullable=False, default=False),
+    sa.Column('companyId', sa.Integer, nullable=False, index=True),
+    sa.Column('author', sa.String(40)),
+)
+
+
+def user_by_id(user_id: Any) -> Optional[Dict[str, Any]]:
+    """A copy of the user with ``user_id``, with ``company`` (its name) added; None if unknown."""
+    for user in USERS:
+        if user['id'] == user_id:
+            return dict(user, company=COMPANIES[user['companyId']])
+    return None
+
+
+class Users:
+    """The seed's ``users`` service, read-only: ``find`` (by ``username`` or ``companyId``), ``get``."""
+
+    def find(self, params):
+        query = (params or {}).get('query') or {}
+        users = [user_by_id(u['id']) for u in USERS]
+        for key in ('username', 'companyId', 'id'):
+            if key in query:
+                users = [u for u in users if str(u[key]) == str(query[key])]
+        return users
+
+    def get(self, id, params):
+        try:
+            user = user_by_id(int(id))
+        except (TypeError, ValueError):
+            user = None
+        if user is None:
+            raise errors.NotFound(f'No user {id}')
+        return user
+
+
+def same_company(data: Dict[str, Any], params: Dict[str, Any]) -> Any:
+    """The seed's filter: a connection gets the event only when its user is of the data's company."""
+    user = (params or {}).get('user')
+    return data if user is not None and data.get('companyId') == user['companyId'] else False
+
+
+class Todos:
+    """Todos of the signed-in user's company, stored by an :class:`SQLService`.
+
+    :param store: the SQLService (one per app; see :func:`demo.create_app`).
+    """
+
+    #: a custom event (``todos typing`` on the client): someone of your company is typing
+    events = ['typing']
+
+    def __init__(self, store: SQLService) -> None:
+        self.store = store
+
+    def setup(self, app: Any, path: str) -> None:
+        self.store.setup(app, path)
+
+    # -- scoping -----------------------------------------------------------------------------------
+    @staticmethod
+    def _scoped(params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """``params`` with the query narrowed to the user's company (client calls only)."""
+        params = dict(params or {})
+        query = copy.deepcopy(params.get('query') or {})
+        if params.get('provider'):
+            user = params.get('user')
+            if user is None:
+                raise errors.NotAuthenticated('Sign in first: pick a user on the demo page')
+            # Replaces any companyId the client asked for; a client's $or is ANDed with it.
+            query['companyId'] = user['companyId']
+        params['query'] = query
+        return params
+
+    @staticmethod
+    def _clean(data: Any, partial: bool) -> Dict[str, Any]:
+        if not isinstance(data, dict):
+            raise errors.BadRequest('A todo is an object like {"text": "Buy milk"}')
+        out: Dict[str, Any] = {}
+        if 'text' in data or not partial:
+            text = data.get('text')
+            if not isinstance(text, str) or not text.strip():
+                raise errors.BadRequest('A todo needs a text', errors={'text': 'required'})
+            if len(text) > MAX_TEXT:
+                raise errors.BadRequest(f'A todo text has at most {MAX_TEXT} characters',
+                                        errors={'text': 'too long'})
+            out['text'] = text.strip()
+        if 'done' in data:
+            out['done'] = data['done']
+        elif not partial:
+            out['done'] = False
+        if partial and not out:
+            raise errors.BadRequest('Nothing to change: send "text" and/or "done"')
+        return out
+
+    # -- Feathers methods -------------------------------------------------------------------------
+    def find(self, params):
+        params = self._scoped(params)
+        params['query'].setdefault('$sort', {'id': 1})
+        return self.store.find(params)
+
+    def get(self, id, params):
+        return self.store.get(id, self._scoped(params))
+
+    def create(self, data, params):
+        scoped = self._scoped(params)
+        record = self._clean(data, partial=False)
+        user = scoped.get('user')
+        if scoped.get('provider'):
+            record['companyId'] = user['companyId']  # from the server's user, never the client
+            record['author'] = user['username']
+        else:  # an internal call (a script, a cron job): trusted, says its company itself
+            if data.get('companyId') not in COMPANIES:
+                raise errors.BadRequest(f'companyId must be one of {sorted(COMPANIES)}')
+            record['companyId'] = data['companyId']
+            record['author'] = data.get('author')
+        return self.store.create(record, {'query': {}})
+
+    def update(self, id, data, params):
+        scoped = self._scoped(params)
+        current = self.store.get(id, scoped)
+        record = dict(self._clean(data, partial=False), companyId=current['companyId'],
+                      author=current['author'])
+        return self.store.update(id, record, scoped)
+
+    def patch(self, id, data, params):
+        if id is None:
+            raise errors.MethodNotAllowed('Patch one todo at a time: PATCH /todos/<id>')
+        return self.store.patch(id, self._clean(data, partial=True), self._scoped(params))
+
+    def remove(self, id, params):
+        if id is None:
+            raise errors.MethodNotAllowed('Remove one todo at a time: DELETE /todos/<id>')
+        return self.store.remove(id, self._scoped(params))
+
+    # -- event filters (params: the receiving connection's params) --------------------------------
+    def created(self, todo, params):
+        return same_company(todo, params)
+
+    def updated(self, todo, params):
+        return same_company(todo, params)
+
+    def patched(self, todo, params):
+        return same_company(todo, params)
+
+    def removed(self, todo, params):
+        return same_company(todo, params)
+
+    def typing(self, data, params):
+        # Your own tabs do not need to hear that you are typing.
+        user = (params or {}).get('user')
+        if user is not None and user['id'] == data.get('userId'):
+            return False
+        return same_company(data, params)

@@ -1,0 +1,399 @@
+"""The Feathers query syntax, parsed once for every ready-made service.
+
+``params['query']`` is split into *filters* (``$limit``, ``$skip``, ``$sort``, ``$select``) and a
+*where* tree of conditions. Both arrive either as JSON values (socket calls) or as strings from a
+``qs``-parsed query string (REST): ``?age[$gt]=3&$sort[age]=-1`` gives
+``{'age': {'$gt': '3'}, '$sort': {'age': '-1'}}``. This module only checks the *shape*; turning a
+string into the type a backend compares with is the backend's business (:func:`coerce_like` for
+:class:`~flask_feathers.memory.MemoryService`, column types for the SQL service).
+
+Nothing here touches a store; every malformed piece raises :class:`~flask_feathers.errors.BadRequest`.
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .errors import BadRequest, MethodNotAllowed
+
+log = logging.getLogger(__name__)
+
+#: Keys of ``params['query']`` that shape the result instead of selecting records.
+FILTERS = ('$limit', '$skip', '$sort', '$select')
+#: Comparison operators accepted inside ``{field: {op: value}}``.
+COMPARISONS = ('$ne', '$lt', '$lte', '$gt', '$gte', '$in', '$nin')
+#: Operators that combine sub-queries.
+LOGICAL = ('$or', '$and')
+#: Equality is spelled ``{field: value}``; internally it is this operator.
+EQ = '$eq'
+#: ``$sort`` directions as they arrive from JSON and from a query string.
+SORT_DIRECTIONS = {1: 1, -1: -1, '1': 1, '-1': -1, 'asc': 1, 'desc': -1, 'ASC': 1, 'DESC': -1}
+#: Service methods that ``multi`` may name.
+MULTI_METHODS = ('create', 'patch', 'remove')
+
+_INT_RE = re.compile(r'^[+-]?\d+$')
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``field <op> value``; ``op`` is ``$eq`` or one of :data:`COMPARISONS`."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Junction:
+    """All (``$and``) or any (``$or``) of ``children``."""
+
+    op: str
+    children: Tuple['Node', ...]
+
+
+Node = Union[Condition, Junction]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The result-shaping part of a query (``limit`` None means "no limit")."""
+
+    limit: Optional[int] = None
+    skip: int = 0
+    sort: Tuple[Tuple[str, int], ...] = ()
+    select: Optional[Tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A whole ``params['query']``: :class:`Filters` plus the where tree."""
+
+    filters: Filters = field(default_factory=Filters)
+    where: Junction = field(default_factory=lambda: Junction('$and', ()))
+
+
+def get_query(params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """``params['query']``, tolerating ``params=None`` and a missing or None query."""
+    if not params:
+        return {}
+    query = params.get('query')
+    if query is None:
+        return {}
+    if not isinstance(query, Mapping):
+        raise BadRequest(f'params.query must be an object, got {type(query).__name__}')
+    return query
+
+
+def parse_query(query: Optional[Mapping[str, Any]]) -> ParsedQuery:
+    """Split ``query`` into filters and a where tree, checking every operator.
+
+    :raises BadRequest: unknown ``$operator``, malformed ``$limit``/``$skip``/``$sort``/``$select``,
+        ``$or``/``$and`` that is not a list of objects.
+    """
+    query = query or {}
+    filters = Filters(limit=_non_negative_int(query, '$limit'),
+                      skip=_non_negative_int(query, '$skip') or 0,
+                      sort=_parse_sort(query.get('$sort')),
+                      select=_parse_select(query.get('$select')))
+    where = _parse_where({k: v for k, v in query.items() if k not in FILTERS}, '$and')
+    return ParsedQuery(filters, where)
+
+
+def as_list(value: Any) -> List[Any]:
+    """A list from a JSON list, a ``qs`` dict with index keys (``{'0': a, '1': b}``, what ``qs``
+    gives past its array limit) or a single value (``?a[$in]=1`` gives ``'1'``)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, Mapping) and value and all(isinstance(k, str) and k.isdigit() for k in value):
+        return [value[k] for k in sorted(value, key=int)]
+    return [value]
+
+
+def _is_plain_object(value: Any) -> bool:
+    return isinstance(value, Mapping) and as_list(value) == [value]
+
+
+def _non_negative_int(query: Mapping[str, Any], key: str) -> Optional[int]:
+    value = query.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise BadRequest(f'{key} must be a non-negative integer, got {value!r}')
+    if isinstance(value, str) and _INT_RE.match(value.strip()):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise BadRequest(f'{key} must be a non-negative integer, got {value!r}')
+    return value
+
+
+def _parse_sort(value: Any) -> Tuple[Tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise BadRequest(f'$sort must be an object like {{"name": 1}}, got {value!r}')
+    out = []
+    for name, direction in value.items():
+        try:
+            out.append((str(name), SORT_DIRECTIONS[direction]))
+        except (KeyError, TypeError):
+            raise BadRequest(f'$sort direction for {name!r} must be 1 or -1, got {direction!r}') from None
+    return tuple(out)
+
+
+def _parse_select(value: Any) -> Optional[Tuple[str, ...]]:
+    if value is None:
+        return None
+    names = as_list(value)
+    if not all(isinstance(n, str) for n in names):
+        raise BadRequest(f'$select must be a list of field names, got {value!r}')
+    return tuple(names)
+
+
+def _parse_where(query: Mapping[str, Any], op: str) -> Junction:
+    children: List[Node] = []
+    for key, value in query.items():
+        if not isinstance(key, str):
+            raise BadRequest(f'Query keys must be strings, got {key!r}')
+        if key in LOGICAL:
+            subs = as_list(value) if not _is_plain_object(value) else []
+            if not subs or not all(isinstance(s, Mapping) for s in subs):
+                raise BadRequest(f'{key} must be a non-empty list of query objects, got {value!r}')
+            children.append(Junction(key, tuple(_parse_where(s, '$and') for s in subs)))
+        elif key in FILTERS:
+            raise BadRequest(f'{key} is only allowed at the top level of a query')
+        elif key.startswith('$'):
+            raise BadRequest(f'Invalid query operator {key!r}')
+        else:
+            children.extend(_parse_field(key, value))
+    return Junction(op, tuple(children))
+
+
+def _parse_field(name: str, value: Any) -> List[Condition]:
+    if not (isinstance(value, Mapping) and any(isinstance(k, str) and k.startswith('$') for k in value)):
+        return [Condition(name, EQ, value)]
+    out = []
+    for op, operand in value.items():
+        if op in ('$in', '$nin'):
+            out.append(Condition(name, op, as_list(operand)))
+        elif op in COMPARISONS or op == EQ:
+            out.append(Condition(name, op, operand))
+        else:
+            raise BadRequest(f'Invalid query operator {op!r} on field {name!r}')
+    return out
+
+
+# -- pagination -----------------------------------------------------------------------------------
+
+def normalize_paginate(paginate: Any) -> Optional[Dict[str, Optional[int]]]:
+    """Check a service's ``paginate`` option: None/False (off) or ``{'default': n, 'max': m}``.
+
+    :raises ValueError: on anything else (library misuse, not a wire error).
+    """
+    if paginate is None or paginate is False:
+        return None
+    if not isinstance(paginate, Mapping) or set(paginate) - {'default', 'max'}:
+        raise ValueError("paginate must be None or a dict like {'default': 10, 'max': 50}, "
+                         f'got {paginate!r}')
+    out: Dict[str, Optional[int]] = {'default': paginate.get('default'), 'max': paginate.get('max')}
+    for key, number in out.items():
+        if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 0):
+            raise ValueError(f'paginate[{key!r}] must be a non-negative int or None, got {number!r}')
+    return out
+
+
+def paginate_for_call(service_paginate: Optional[Dict[str, Optional[int]]],
+                      params: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Optional[int]]]:
+    """The pagination in force for one call: ``params['paginate']`` (False turns it off, a dict
+    replaces it) wins over the service's option."""
+    if params and 'paginate' in params:
+        override = params['paginate']
+        if override is False:
+            return None
+        if override is None:
+            return service_paginate
+        try:
+            return normalize_paginate(override)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    return service_paginate
+
+
+def effective_limit(filters: Filters, paginate: Optional[Dict[str, Optional[int]]]) -> Optional[int]:
+    """``$limit``, or the default when paginating, clamped to ``paginate['max']``."""
+    limit = filters.limit
+    if paginate is None:
+        return limit
+    if limit is None:
+        limit = paginate.get('default')
+    maximum = paginate.get('max')
+    if maximum is not None and (limit is None or limit > maximum):
+        limit = maximum
+    return limit
+
+
+def page(total: int, limit: Optional[int], skip: int, data: List[Any]) -> Dict[str, Any]:
+    """The paginated find result."""
+    return {'total': total, 'limit': limit, 'skip': skip, 'data': data}
+
+
+# -- shared service helpers -----------------------------------------------------------------------
+
+def normalize_multi(multi: Union[bool, Iterable[str]]) -> frozenset:
+    """``multi`` as the set of methods allowed to touch several records.
+
+    ``True`` allows create (with a list), patch and remove with ``id=None``; a list names some of
+    :data:`MULTI_METHODS`.
+    """
+    if multi is True:
+        return frozenset(MULTI_METHODS)
+    if not multi:
+        return frozenset()
+    if isinstance(multi, str):
+        multi = [multi]
+    methods = frozenset(multi)
+    unknown = methods - set(MULTI_METHODS)
+    if unknown:
+        raise ValueError(f'multi may name {", ".join(MULTI_METHODS)}; unknown: {sorted(unknown)}')
+    return methods
+
+
+def check_multi(allowed: frozenset, method: str) -> None:
+    """Raise MethodNotAllowed when ``method`` may not touch several records."""
+    if method not in allowed:
+        what = 'create multiple records' if method == 'create' else f'{method} with id null'
+        raise MethodNotAllowed(f'Can not {what}: the service was not created with multi=True')
+
+
+def check_data(data: Any) -> Dict[str, Any]:
+    """``data`` must be an object."""
+    if not isinstance(data, Mapping):
+        raise BadRequest(f'Data must be an object, got {type(data).__name__}')
+    return dict(data)
+
+
+def select_fields(record: Mapping[str, Any], select: Optional[Sequence[str]], id_field: str) -> Dict[str, Any]:
+    """``record`` reduced to ``$select`` plus the id; fields it lacks are left out."""
+    if select is None:
+        return dict(record)
+    keep = [id_field] + [name for name in select if name != id_field]
+    return {name: record[name] for name in keep if name in record}
+
+
+def parse_int(value: str) -> Optional[int]:
+    """``int(value)`` for a plain decimal integer string, else None."""
+    return int(value) if _INT_RE.match(value.strip()) else None
+
+
+# -- coercion by column type (used by the SQL service; no SQLAlchemy import needed here) -----------
+#
+# Rule, by the column's Python type: ``int`` accepts ints, integral floats and decimal strings;
+# ``float``/``Decimal`` accept numbers and numeric strings; ``bool`` accepts booleans, 0/1 and the
+# strings 'true'/'false'/'1'/'0'; ``str`` accepts strings and numbers (turned into their text);
+# ``datetime``/``date``/``time`` accept such objects and ISO 8601 strings; ``uuid.UUID`` accepts UUID
+# strings. The string 'null' means NULL for every non-string column. Columns of any other type (JSON
+# ...) take values as they are. Anything else is a BadRequest naming the column.
+
+_BOOL_STRINGS = {'true': True, 'false': False, '1': True, '0': False}
+
+
+def python_type(column: Any) -> Optional[type]:
+    """The column type's ``python_type``, or None when SQLAlchemy does not know one."""
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, str):
+        number = parse_int(value)
+        if number is None:
+            raise ValueError(value)
+        return number
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, (str, int, float, decimal.Decimal)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(value)
+
+
+def _to_decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, (str, int, float, decimal.Decimal)) and not isinstance(value, bool):
+        return decimal.Decimal(str(value))
+    raise ValueError(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
+        return _BOOL_STRINGS[value.lower()]
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(value)
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(value)
+
+
+def _iso(cls: type) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.fromisoformat(value)
+        raise ValueError(value)
+    return convert
+
+
+def _to_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    raise ValueError(value)
+
+
+_CONVERTERS: Dict[type, Callable[[Any], Any]] = {
+    int: _to_int, float: _to_float, decimal.Decimal: _to_decimal, bool: _to_bool, str: _to_str,
+    datetime.datetime: _iso(datetime.datetime), datetime.date: _iso(datetime.date),
+    datetime.time: _iso(datetime.time), uuid.UUID: _to_uuid,
+}
+
+
+def coerce_column(column: Any, value: Any) -> Any:
+    """``value`` as the Python type of ``column`` (the rule in the comment above).
+
+    :raises BadRequest: the value cannot be turned into that type.
+    """
+    if value is None:
+        return None
+    kind = python_type(column)
+    convert = _CONVERTERS.get(kind) if kind is not None else None
+    if convert is None:
+        return value
+    if value == 'null' and kind is not str:
+        return None
+    try:
+        return convert(value)
+    except (ValueError, TypeError, ArithmeticError):
+        raise BadRequest(f'Invalid value {value!r} for {kind.__name__} field {column.key!r}',
+                         errors={column.key: f'expected {kind.__name__}'}) from None

@@ -1,0 +1,502 @@
+"""One service event -> deliveries to this process's connections, through per-client filters.
+
+Rules (PROTOCOL.md section 6):
+
+* The service method named like the event (``created``, ``updated``, a custom name) is the filter.
+  It runs once per connection with ``(data, connection.params)`` (plus a callback in callback style),
+  in a bounded worker pool. A truthy result is sent (``True`` sends the data unchanged), a falsy one
+  (as JavaScript sees it: None, False, 0, '') sends nothing. A filter that raises or outlives
+  ``filter_timeout`` skips that client only.
+* Without a filter, every connection gets the data unchanged: one ``broadcast`` per transport, so the
+  packet is encoded once (the fast path).
+* Every connection receives events in the order they were dispatched. Each connection has a *lane*:
+  a queue of slots in dispatch order; a slot is filled when its filter finishes (or times out) and
+  the lane is drained from its head, so a slow filter holds back only its own client.
+* A connection has at most one filter in the pool at a time (its lane's first unfiltered slot), so
+  a client whose filter hangs occupies one worker, never the whole pool: the other clients keep
+  their events. Filters of different clients run in parallel.
+* Time-outs: a running filter is skipped ``filter_timeout`` after it started. Its client's later
+  events then wait for that worker at most ``filter_timeout`` more (counted from the time-out, or
+  from their dispatch when later) before they are skipped too, so a hung filter leaves a bounded
+  lane and :meth:`Dispatcher.wait_idle` returns. Size the pool above the number of clients whose
+  filters may hang at once: a client waiting only for a free worker is never skipped.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+from .channels import Publishers, deliveries
+from .connections import Connection, ConnectionRegistry
+from .encoding import jsonable
+from .service import invoke, js_falsy, member
+
+log = logging.getLogger(__name__)
+
+#: ``broadcast(event_name, data, connections)``: deliver the same data to several connections of
+#: one transport at once.
+Broadcast = Callable[[str, Any, Sequence[Connection]], None]
+
+DEFAULT_FILTER_WORKERS = 8
+DEFAULT_FILTER_TIMEOUT = 10.0
+
+_PENDING, _SEND, _SKIP = 0, 1, 2
+#: filtered and at the head of its lane, waiting in a worker's outbox for a grouped send
+_SENDING = 3
+#: A worker keeps the deliveries it filtered (the event's data unchanged) for one grouped send, so
+#: the packet is encoded once; while it runs a filter for longer than this (seconds), the watchdog
+#: sends them for it and lets another worker take over the rest of the event's queue.
+GROUP_HOLD = 0.005
+#: deliveries a worker collects before it sends them
+GROUP_MAX = 128
+#: deadline kinds: a slot waiting for its filter to start, a running filter
+_WAITING, _RUNNING = 0, 1
+
+
+def event_name(path: str, event: str) -> str:
+    """The wire name of a service event: ``'todos created'``."""
+    return f'{path} {event}'
+
+
+def apply_filter(filt: Callable[..., Any], data: Any, params: Dict[str, Any],
+                 timeout: Optional[float] = None,
+                 label: str = 'event filter') -> Tuple[bool, Any]:
+    """Run one event filter for one connection: ``(True, what_to_send)`` or ``(False, None)``.
+
+    ``True`` from the filter sends ``data`` unchanged; a JavaScript-falsy result sends nothing.
+    Exceptions (and :class:`errors.Timeout` for a callback never called) propagate.
+    """
+    result = invoke(filt, (data, params), timeout, label=label)
+    if result is True:
+        return True, data
+    if js_falsy(result):
+        return False, None
+    return True, result
+
+
+class _Slot:
+    """One event for one connection, in that connection's lane."""
+
+    __slots__ = ('state', 'name', 'data', 'filt', 'started')
+
+    def __init__(self, name: str, state: int = _PENDING, data: Any = None,
+                 filt: Optional[Callable[..., Any]] = None) -> None:
+        self.name = name
+        self.state = state
+        #: the event data until the filter ran, then what to send
+        self.data = data
+        self.filt = filt
+        self.started = False
+
+
+class _Outbox:
+    """What one worker filtered for one event and sends as a group (see :data:`GROUP_HOLD`)."""
+
+    __slots__ = ('lock', 'items', 'name', 'data', 'work', 'running_since', 'current', 'rescued')
+
+    def __init__(self, name: str, data: Any, work: Deque[Tuple[Connection, _Slot]]) -> None:
+        self.lock = threading.Lock()
+        self.items: List[Tuple[Connection, _Slot]] = []
+        self.name = name
+        self.data = data
+        self.work = work
+        #: when the filter this worker runs now started, or None
+        self.running_since: Optional[float] = None
+        #: the (connection, slot) whose filter runs now; the watchdog times it out
+        self.current: Optional[Tuple[Connection, _Slot]] = None
+        self.rescued = False
+
+
+class Dispatcher:
+    """Delivers service events to the connections of one :class:`ConnectionRegistry`.
+
+    :param connections: the registry of this process's connections.
+    :param find_service: ``find_service(path)`` -> the wrapped service or None.
+    :param workers: size of the filter worker pool.
+    :param filter_timeout: seconds a filter may take before its client is skipped for that event.
+    """
+
+    def __init__(self, connections: ConnectionRegistry, find_service: Callable[[str], Any],
+                 workers: int = DEFAULT_FILTER_WORKERS,
+                 filter_timeout: float = DEFAULT_FILTER_TIMEOUT,
+                 publishers: Optional[Publishers] = None) -> None:
+        if workers < 1:
+            raise ValueError(f'FEATHERS_FILTER_WORKERS must be at least 1, got {workers}')
+        if filter_timeout <= 0:
+            raise ValueError(f'FEATHERS_FILTER_TIMEOUT must be positive, got {filter_timeout}')
+        self.connections = connections
+        self.find_service = find_service
+        #: Feathers 5 publishers (channels); None or empty: every connection gets every event
+        self.publishers = publishers
+        self.workers = workers
+        self.filter_timeout = filter_timeout
+        self._transports: Dict[str, Broadcast] = {}
+        self._order_lock = threading.Lock()
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._deadlines: List[Tuple[float, int, int, List[Tuple[Connection, _Slot]]]] = []
+        #: connection -> the slot whose filter occupies a worker (at most one per connection)
+        self._busy: Dict[Connection, _Slot] = {}
+        self._deadline_seq = itertools.count()
+        self._watchdog: Optional[threading.Thread] = None
+        self._watch = threading.Condition()
+        self._outboxes: set = set()
+        self._closed = False
+        connections.on('disconnect', self._forget)
+
+    def add_transport(self, provider: str, broadcast: Broadcast) -> None:
+        """Use ``broadcast`` for unfiltered events to connections of ``provider``."""
+        self._transports[provider] = broadcast
+
+    # -- public ----------------------------------------------------------------------------------
+    def dispatch(self, path: str, event: str, data: Any) -> None:
+        """Deliver one service event to the connections of this process, filtered.
+
+        With a Feathers 5 publisher for the event, only the connections of the channels it
+        returns get it (each with its channel's data); otherwise every connection does.
+        """
+        name = event_name(path, event)
+        wrapped = self.find_service(path)
+        filt = member(wrapped.service, event) if wrapped is not None else None
+        publisher = self.publishers.publisher_for(path, event) if self.publishers else None
+        if publisher is None:
+            connections = self.connections.snapshot()
+            if not connections:
+                return
+            groups: List[Tuple[Any, Sequence[Connection]]] = [(data, connections)]
+        else:
+            groups = self._publish(publisher, path, event, data, wrapped)
+            if not groups:
+                return
+        with self._order_lock:
+            for payload, conns in groups:
+                if filt is None:
+                    self._broadcast(name, payload, conns)
+                else:
+                    self._filter(filt, name, payload, conns)
+
+    def _publish(self, publisher: Callable[..., Any], path: str, event: str, data: Any,
+                 wrapped: Any) -> List[Tuple[Any, List[Connection]]]:
+        """Run a publisher: the connections it chose, grouped by the payload each gets."""
+        context = {'path': path, 'event': event, 'service': wrapped, 'data': data}
+        try:
+            pairs = deliveries(publisher(data, context))
+        except Exception:
+            log.exception('publisher for %r %r raised; the event goes to no client', path, event)
+            return []
+        groups: Dict[int, Tuple[Any, List[Connection]]] = {}
+        for conn, payload in pairs:
+            payload = data if payload is None else payload
+            group = groups.get(id(payload))
+            if group is None:
+                group = groups[id(payload)] = (payload, [])
+            group[1].append(conn)
+        out = []
+        for payload, conns in groups.values():
+            try:
+                out.append((payload if payload is data else jsonable(payload), conns))
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.error('channel data for %r %r cannot be sent as JSON (%s); skipped', path,
+                          event, exc)
+        return out
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every dispatched event was delivered or skipped; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        """Stop the worker pool and the timeout watchdog."""
+        self._closed = True
+        with self._watch:
+            self._watch.notify_all()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- fast path -------------------------------------------------------------------------------
+    def _broadcast(self, name: str, data: Any, connections: Sequence[Connection]) -> None:
+        by_transport: Dict[str, List[Connection]] = {}
+        for conn in connections:
+            with conn.lock:
+                if conn.lane:
+                    # Earlier events for this client are still being filtered: queue behind them.
+                    conn.lane.append(_Slot(name, _SEND, data))
+                    continue
+            by_transport.setdefault(conn.provider, []).append(conn)
+        for provider, conns in by_transport.items():
+            broadcast = self._transports.get(provider)
+            try:
+                if broadcast is not None:
+                    broadcast(name, data, conns)
+                else:
+                    for conn in conns:
+                        self._send(conn, name, data)
+            except Exception:
+                log.exception('broadcasting %r to %d %s connections failed', name, len(conns),
+                              provider)
+
+    # -- filtered path ---------------------------------------------------------------------------
+    def _filter(self, filt: Callable[..., Any], name: str, data: Any,
+                connections: Sequence[Connection]) -> None:
+        batch: List[Tuple[Connection, _Slot]] = []
+        for conn in connections:
+            if conn.connected:
+                batch.append((conn, _Slot(name, data=data, filt=filt)))
+        if not batch:
+            return
+        with self._idle:
+            self._pending += len(batch)
+        behind_stuck: List[Tuple[Connection, _Slot]] = []
+        work: Deque[Tuple[Connection, _Slot]] = collections.deque()
+        for conn, slot in batch:
+            with conn.lock:
+                conn.lane.append(slot)
+                if self._is_stuck(conn):
+                    behind_stuck.append((conn, slot))
+                self._pump(conn, work)
+        if work:
+            # One queue per event, drained by one worker: a task per connection costs more than
+            # most filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a
+            # slow filter holds back only its own client.
+            self._get_pool().submit(self._consume, work, name, data)
+        if behind_stuck:
+            self._add_deadline(time.monotonic() + self.filter_timeout, behind_stuck, _WAITING)
+
+    def _is_stuck(self, conn: Connection) -> bool:
+        """Whether ``conn``'s filter in the pool was already skipped but still runs (caller holds
+        ``conn.lock``)."""
+        slot = self._busy.get(conn)
+        return slot is not None and slot.state != _PENDING
+
+    def _pump(self, conn: Connection,
+              work: Optional[Deque[Tuple[Connection, _Slot]]] = None) -> None:
+        """Start the filter of ``conn``'s first unfiltered slot unless one is in the pool already
+        (caller holds ``conn.lock``): queue it on ``work`` when given, else submit it alone."""
+        if conn in self._busy or not conn.connected:
+            return
+        for slot in conn.lane:
+            if slot.state == _PENDING and not slot.started:
+                self._busy[conn] = slot
+                if work is not None:
+                    work.append((conn, slot))
+                else:
+                    self._get_pool().submit(self._run_filter, conn, slot)
+                return
+
+    def _consume(self, work: Deque[Tuple[Connection, _Slot]], name: str, data: Any) -> None:
+        """Run the filters queued on ``work`` until it is empty (several workers may share it);
+        deliveries of ``data`` unchanged go out in groups."""
+        box = _Outbox(name, data, work)
+        with self._watch:
+            self._outboxes.add(box)
+            self._ensure_watchdog()
+            self._watch.notify()
+        try:
+            while True:
+                try:
+                    conn, slot = work.popleft()
+                except IndexError:
+                    return
+                box.current = (conn, slot)
+                box.running_since = time.monotonic()
+                self._run_filter(conn, slot, box)
+                box.running_since = box.current = None
+                if len(box.items) >= GROUP_MAX:
+                    self._flush(box)
+        finally:
+            with self._watch:
+                self._outboxes.discard(box)
+            self._flush(box)
+
+    def _flush(self, box: _Outbox) -> None:
+        """Send what ``box`` holds: one broadcast per transport, then what queued behind."""
+        with box.lock:
+            items, box.items = box.items, []
+        if not items:
+            return
+        by_transport: Dict[str, List[Connection]] = {}
+        for conn, _ in items:
+            if conn.connected:
+                by_transport.setdefault(conn.provider, []).append(conn)
+        for provider, conns in by_transport.items():
+            broadcast = self._transports.get(provider)
+            try:
+                if broadcast is not None:
+                    broadcast(box.name, box.data, conns)
+                else:
+                    for conn in conns:
+                        self._send(conn, box.name, box.data)
+            except Exception:
+                log.exception('sending %r to %d %s connections failed', box.name, len(conns),
+                              provider)
+        for conn, slot in items:
+            with conn.lock:
+                slot.state, slot.data = _SEND, None
+                if conn.lane and conn.lane[0] is slot:
+                    conn.lane.popleft()
+                    self._drain(conn)
+        with self._idle:
+            self._pending -= len(items)
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    def _run_filter(self, conn: Connection, slot: _Slot, box: Optional[_Outbox] = None) -> None:
+        try:
+            with conn.lock:
+                if slot.state != _PENDING or not conn.connected:
+                    return  # timed out while waiting for a worker, or the client left
+                slot.started = True
+                data, filt = slot.data, slot.filt
+            if box is None:  # a worker of a queue is watched through its outbox instead
+                self._add_deadline(time.monotonic() + self.filter_timeout, [(conn, slot)],
+                                   _RUNNING)
+            try:
+                send, result = apply_filter(filt, data, conn.params, self.filter_timeout,
+                                            label=f'filter for {slot.name!r}')
+            except Exception:
+                log.exception('event filter for %r raised for connection %s; that client is '
+                              'skipped', slot.name, conn.id)
+                self._complete(conn, slot, _SKIP, None)
+            else:
+                self._complete(conn, slot, _SEND if send else _SKIP, result,
+                               box if send and result is data else None)
+        finally:
+            with conn.lock:
+                if self._busy.get(conn) is slot:
+                    del self._busy[conn]
+                self._pump(conn)
+
+    def _complete(self, conn: Connection, slot: _Slot, state: int, data: Any,
+                  box: Optional[_Outbox] = None) -> None:
+        with conn.lock:
+            if slot.state != _PENDING:
+                return
+            if box is not None and conn.lane and conn.lane[0] is slot and conn.connected:
+                # Next to be sent to this client: keep it at the head of the lane (nothing passes
+                # it) until the grouped send; _flush counts it as delivered.
+                slot.state, slot.filt = _SENDING, None
+                with box.lock:
+                    box.items.append((conn, slot))
+                return
+            slot.state, slot.data, slot.filt = state, data, None
+            self._drain(conn)
+        with self._idle:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+    def _drain(self, conn: Connection) -> None:
+        """Send what is ready at the head of ``conn``'s lane (caller holds ``conn.lock``)."""
+        lane = conn.lane
+        while lane and lane[0].state in (_SEND, _SKIP):
+            slot = lane.popleft()
+            if slot.state == _SEND and conn.connected:
+                self._send(conn, slot.name, slot.data)
+
+    @staticmethod
+    def _send(conn: Connection, name: str, data: Any) -> None:
+        try:
+            conn.send(name, data)
+        except Exception:
+            log.exception('sending %r to connection %s failed; skipped', name, conn.id)
+
+    def _forget(self, conn: Connection) -> None:
+        with conn.lock:
+            pending = [s for s in conn.lane if s.state == _PENDING]
+            for slot in pending:
+                slot.state, slot.data, slot.filt = _SKIP, None, None
+            conn.lane.clear()
+        if pending:
+            with self._idle:
+                self._pending -= len(pending)
+                if self._pending == 0:
+                    self._idle.notify_all()
+
+    # -- timeouts --------------------------------------------------------------------------------
+    def _get_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._watch:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.workers,
+                                                    thread_name_prefix='feathers-filter')
+        return self._pool
+
+    def _add_deadline(self, deadline: float, batch: List[Tuple[Connection, _Slot]],
+                      kind: int) -> None:
+        with self._watch:
+            entry = (deadline, next(self._deadline_seq), kind, batch)
+            heapq.heappush(self._deadlines, entry)
+            self._ensure_watchdog()
+            if self._deadlines[0] is entry:
+                # Only a new earliest deadline changes the watchdog's sleep: waking it for every
+                # filter that starts costs a thread switch each.
+                self._watch.notify()
+
+    def _ensure_watchdog(self) -> None:
+        """Start the watchdog thread once (caller holds ``self._watch``)."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch_loop, daemon=True,
+                                              name='feathers-filter-watchdog')
+            self._watchdog.start()
+
+    def _rescue(self) -> None:
+        """For every worker stuck in a filter for GROUP_HOLD: send what it holds, and let one more
+        worker take over the rest of its event's queue."""
+        now = time.monotonic()
+        for box in list(self._outboxes):
+            since = box.running_since
+            if since is None or now - since < GROUP_HOLD:
+                continue
+            current = box.current
+            if current is not None and now - since >= self.filter_timeout:
+                self._time_out(*current)
+            self._flush(box)
+            if box.work and not box.rescued:
+                box.rescued = True
+                self._get_pool().submit(self._consume, box.work, box.name, box.data)
+
+    def _watch_loop(self) -> None:
+        while not self._closed:
+            if self._outboxes:
+                self._rescue()
+            with self._watch:
+                poll = GROUP_HOLD if self._outboxes else None
+                if not self._deadlines:
+                    self._watch.wait(poll)
+                    continue
+                deadline = self._deadlines[0][0]
+                now = time.monotonic()
+                if deadline > now:
+                    self._watch.wait(deadline - now if poll is None else min(poll, deadline - now))
+                    continue
+                _, _, kind, batch = heapq.heappop(self._deadlines)
+            for conn, slot in batch:
+                if slot.state != _PENDING or (kind == _WAITING and slot.started):
+                    continue  # done, or running under its own deadline
+                if kind == _RUNNING:
+                    self._time_out(conn, slot)
+                else:
+                    log.warning('event filter for %r waited %g s behind a filter that timed out '
+                                'for connection %s; that client is skipped', slot.name,
+                                self.filter_timeout, conn.id)
+                    self._complete(conn, slot, _SKIP, None)
+
+    def _time_out(self, conn: Connection, slot: _Slot) -> None:
+        """Skip a running filter that outlived ``filter_timeout`` (from the watchdog)."""
+        if slot.state != _PENDING or not slot.started:
+            return
+        log.warning('event filter for %r took longer than %g s for connection %s; that client '
+                    'is skipped', slot.name, self.filter_timeout, conn.id)
+        self._complete(conn, slot, _SKIP, None)
+        # Its later events wait for this worker; they get one timeout more.
+        with conn.lock:
+            waiting = [(conn, s) for s in conn.lane if s.state == _PENDING and not s.started]
+        if waiting:
+            self._add_deadline(time.monotonic() + self.filter_timeout, waiting, _WAITING)

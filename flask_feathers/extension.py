@@ -1,0 +1,408 @@
+"""The Flask extension: ``Feathers(app=None)`` / ``init_app``, configuration and per-app state.
+
+Per-app state lives in ``app.extensions["feathers"]`` (a :class:`FeathersState`); nothing stores
+``self.app``. Services and providers registered on the extension before ``init_app`` are replayed on
+every app it is initialised on.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any, Callable, Dict, List, Optional
+
+from flask import Flask, current_app, has_app_context
+
+from .channels import Channel, Channels
+from .connections import ConnectionRegistry, ConnectRate
+from .encoding import jsonable
+from .dispatch import DEFAULT_FILTER_TIMEOUT, DEFAULT_FILTER_WORKERS, Dispatcher
+from .fanout import LocalFanout
+from .registry import Application, WrappedService
+from .service import DEFAULT_CALLBACK_TIMEOUT
+
+log = logging.getLogger(__name__)
+
+#: Seconds a callback-style service method may take before the call fails with Timeout.
+FEATHERS_CALLBACK_TIMEOUT = 'FEATHERS_CALLBACK_TIMEOUT'
+#: Size of the worker pool that runs event filters.
+FEATHERS_FILTER_WORKERS = 'FEATHERS_FILTER_WORKERS'
+#: Seconds an event filter may take for one client before that client is skipped.
+FEATHERS_FILTER_TIMEOUT = 'FEATHERS_FILTER_TIMEOUT'
+#: When true, internal error messages (never tracebacks) reach clients; defaults to ``app.debug``.
+FEATHERS_DEBUG = 'FEATHERS_DEBUG'
+#: Redis URL (``redis://127.0.0.1:6379/0``) shared by several server processes: every service event
+#: reaches every process, which filters it for its own clients. None: this process only.
+FEATHERS_MESSAGE_QUEUE = 'FEATHERS_MESSAGE_QUEUE'
+#: The pub/sub channel of the message queue; Socket.IO's own queue uses ``<channel>-socketio``.
+FEATHERS_MESSAGE_QUEUE_CHANNEL = 'FEATHERS_MESSAGE_QUEUE_CHANNEL'
+#: When true, only publish events (workers, cron jobs): no subscriber, no local delivery.
+FEATHERS_MESSAGE_QUEUE_WRITE_ONLY = 'FEATHERS_MESSAGE_QUEUE_WRITE_ONLY'
+#: Socket connections admitted per client address, e.g. ``'20/10s'`` (units s, m, h), counted
+#: over both socket transports; more are refused with TooManyRequests. None: no limit.
+FEATHERS_CONNECT_RATE = 'FEATHERS_CONNECT_RATE'
+
+#: Every configuration key with its default.
+DEFAULTS: Dict[str, Any] = {
+    FEATHERS_CALLBACK_TIMEOUT: DEFAULT_CALLBACK_TIMEOUT,
+    FEATHERS_FILTER_WORKERS: DEFAULT_FILTER_WORKERS,
+    FEATHERS_FILTER_TIMEOUT: DEFAULT_FILTER_TIMEOUT,
+    FEATHERS_DEBUG: None,
+    FEATHERS_MESSAGE_QUEUE: None,
+    FEATHERS_MESSAGE_QUEUE_CHANNEL: 'flask-feathers',
+    FEATHERS_MESSAGE_QUEUE_WRITE_ONLY: False,
+    FEATHERS_CONNECT_RATE: None,
+}
+
+Provider = Any  # an object with ``attach(api, state)``
+
+#: Fan-out paths starting with this carry providers' own broadcasts, not service events.
+BROADCAST_PREFIX = ':'
+
+
+class FeathersState:
+    """Everything flask_feathers keeps for one Flask app (``app.extensions["feathers"]``)."""
+
+    def __init__(self, api: 'Feathers', app: Flask, application: Application,
+                 queue_options: Optional[Dict[str, Any]] = None) -> None:
+        config = dict(app.config)
+        config.update({k: v for k, v in (queue_options or {}).items() if v is not None})
+        self.api = api
+        self.application = application
+        self.connections = ConnectionRegistry()
+        self.dispatcher = Dispatcher(self.connections, application.lookup,
+                                     workers=int(config[FEATHERS_FILTER_WORKERS]),
+                                     filter_timeout=float(config[FEATHERS_FILTER_TIMEOUT]),
+                                     publishers=application.publishers)
+        #: named channels of this app's connections (Feathers 5's model)
+        self.channels = Channels(self.connections)
+        #: the message queue URL shared with other processes, or None
+        self.message_queue: Optional[str] = config[FEATHERS_MESSAGE_QUEUE] or None
+        self.message_queue_channel: str = config[FEATHERS_MESSAGE_QUEUE_CHANNEL]
+        self.write_only = bool(config[FEATHERS_MESSAGE_QUEUE_WRITE_ONLY])
+        if self.write_only and not self.message_queue:
+            raise ValueError('FEATHERS_MESSAGE_QUEUE_WRITE_ONLY needs FEATHERS_MESSAGE_QUEUE '
+                             '(a redis:// URL) to publish to')
+        self.fanout: Any
+        if self.message_queue:
+            from .fanout_redis import RedisFanout
+            self.fanout = RedisFanout(self.message_queue, self._deliver,
+                                      channel=self.message_queue_channel,
+                                      write_only=self.write_only)
+        else:
+            self.fanout = LocalFanout(self._deliver)
+        #: ':name' -> handler(event, data) for providers' own broadcasts (see broadcast())
+        self._broadcast_handlers: Dict[str, Callable[[str, Any], None]] = {}
+        application.add_event_sink(self.publish)
+        #: the SocketIO server, once the socketio provider is configured
+        self.io: Any = None
+        #: the Primus server, once the primus provider is configured
+        self.primus: Any = None
+        self.providers: Dict[str, Any] = {}
+        rate = config.get(FEATHERS_CONNECT_RATE)
+        #: admissions per client address over both socket transports, or None
+        self.connect_rate: Optional[ConnectRate] = ConnectRate(rate) if rate else None
+        self._app = weakref.ref(app)
+
+    @property
+    def app(self) -> Optional[Flask]:
+        """The Flask app this state belongs to (None once it is gone)."""
+        return self._app()
+
+    def publish(self, path: str, event: str, data: Any) -> None:
+        try:
+            # Once per event, before the fan-out: every transport and process gets the same JSON.
+            data = jsonable(data)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error('%s %s event dropped: its data cannot be sent as JSON (%s)', path, event, exc)
+            return
+        self.fanout.publish(path, event, data)
+
+    def on_broadcast(self, name: str, handler: Callable[[str, Any], None]) -> None:
+        """Let a provider receive its own :meth:`broadcast` messages (from every process)."""
+        self._broadcast_handlers[BROADCAST_PREFIX + name] = handler
+
+    def broadcast(self, name: str, event: str, data: Any) -> None:
+        """Send a provider's own message (e.g. ``api.primus.send``) to every process's
+        ``on_broadcast(name)`` handler, through the same fan-out as service events."""
+        self.fanout.publish(BROADCAST_PREFIX + name, event, jsonable(data))
+
+    def _deliver(self, path: str, event: str, data: Any) -> None:
+        if path.startswith(BROADCAST_PREFIX):
+            handler = self._broadcast_handlers.get(path)
+            if handler is not None:
+                handler(event, data)
+            return
+        self.dispatcher.dispatch(path, event, data)
+
+    def close(self) -> None:
+        """Stop the message queue subscriber and the filter workers of this app."""
+        self.fanout.close()
+        self.dispatcher.close()
+
+    @property
+    def debug(self) -> bool:
+        return self.application.debug
+
+
+class Feathers:
+    """The flask_feathers extension.
+
+    ``api = Feathers(app)`` or ``api = Feathers(); api.init_app(app)`` for app factories.
+
+    :param message_queue: a Redis URL shared by several processes; overrides
+        ``FEATHERS_MESSAGE_QUEUE``.
+    :param write_only: only publish events (workers, cron jobs); overrides
+        ``FEATHERS_MESSAGE_QUEUE_WRITE_ONLY``.
+    :param channel: the pub/sub channel; overrides ``FEATHERS_MESSAGE_QUEUE_CHANNEL``.
+    """
+
+    def __init__(self, app: Optional[Flask] = None, *, message_queue: Optional[str] = None,
+                 write_only: Optional[bool] = None, channel: Optional[str] = None) -> None:
+        self._queue_options: Dict[str, Any] = {
+            FEATHERS_MESSAGE_QUEUE: message_queue,
+            FEATHERS_MESSAGE_QUEUE_WRITE_ONLY: write_only,
+            FEATHERS_MESSAGE_QUEUE_CHANNEL: channel,
+        }
+        self._registrations: List[tuple] = []
+        self._providers: List[Provider] = []
+        # Weak: an app that is gone takes its state with it (app.extensions holds the state).
+        self._state_refs: List['weakref.ref[FeathersState]'] = []
+        self._app_publishers: List[tuple] = []
+        self._connection_listeners: List[tuple] = []
+        # Services registered before init_app live here; the first app adopts it.
+        self._pending = self._new_application()
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def init_app(self, app: Flask) -> None:
+        """Attach to ``app``: configuration defaults, per-app state, the providers configured."""
+        if not isinstance(app, Flask):
+            raise TypeError(f'init_app() needs a Flask application, got {type(app).__name__}')
+        existing = app.extensions.get('feathers')
+        if existing is not None:
+            if existing.api is self:
+                return
+            raise RuntimeError('this Flask app already has a Feathers extension; use that one '
+                               '(app.extensions["feathers"].api)')
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        if self._pending is not None:
+            application, self._pending = self._pending, None
+        else:
+            application = self._new_application()
+            for path, service in self._registrations:
+                application.use(path, service)
+            for event, fn in self._app_publishers:
+                application.publish(event, fn)
+        application.callback_timeout = float(app.config[FEATHERS_CALLBACK_TIMEOUT])
+        debug = app.config[FEATHERS_DEBUG]
+        application.debug = bool(app.debug if debug is None else debug)
+        state = FeathersState(self, app, application, self._queue_options)
+        app.extensions['feathers'] = state
+        self._state_refs.append(weakref.ref(state))
+        for event, fn in self._connection_listeners:
+            state.connections.on(event, fn)
+        for provider in self._providers:
+            provider.attach(self, state)
+
+    def _new_application(self) -> Application:
+        application = Application()
+        application.owner = self
+        return application
+
+    def configure(self, fn: Callable[['Feathers'], Any]) -> 'Feathers':
+        """Call ``fn(api)``, as the seed's ``app.configure(fn)``; returns the extension."""
+        if not callable(fn):
+            raise TypeError(f'configure() takes a function of the extension, got {fn!r}')
+        fn(self)
+        return self
+
+    def add_provider(self, provider: Provider) -> None:
+        """Attach ``provider`` to every app, now and on later ``init_app`` calls."""
+        self._providers.append(provider)
+        for state in self._states:
+            provider.attach(self, state)
+
+    # -- services -------------------------------------------------------------------------------
+    def use(self, path: str, service: Any, app: Optional[Flask] = None) -> WrappedService:
+        """Register ``service`` at ``path``; returns the wrapper of the current (or given) app.
+
+        Without ``app`` the service goes to every app, now and on later ``init_app`` calls (one
+        object shared by all). With ``app`` it is registered on that app only, e.g. a service
+        holding that app's own database.
+        """
+        if app is not None:
+            return self._state_for(app).application.use(path, service)
+        self._registrations.append((path, service))
+        wrapped = None
+        for application in self._applications():
+            w = application.use(path, service)
+            wrapped = wrapped or w
+        current = self._current(required=False)
+        if current is not None:
+            return current.application.service(path)
+        return wrapped  # type: ignore[return-value]
+
+    def service(self, path: str) -> WrappedService:
+        """The wrapped service at ``path`` for the current app (or the only one, outside a context)."""
+        return self._application().service(path)
+
+    @property
+    def services(self) -> Dict[str, WrappedService]:
+        """Registered services of the current app by path."""
+        return dict(self._application().services)
+
+    def setup(self) -> None:
+        """Run every service's ``setup(app, path)`` now (otherwise it runs on first use)."""
+        for application in self._applications():
+            application.ensure_setup()
+
+    # -- channels and publishers (Feathers 5) ---------------------------------------------------
+    def channel(self, *names: Any) -> Channel:
+        """The channel ``name`` of the current app (created on first use), or a union of several."""
+        return self.state.channels.channel(*names)
+
+    @property
+    def channels(self) -> List[str]:
+        """Names of the current app's channels."""
+        return self.state.channels.names
+
+    def publish(self, event: Any = None, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """App publisher: ``api.publish(fn)`` for every event, ``api.publish('created', fn)``.
+
+        ``fn(data, context)`` returns a channel, a list of channels or None; usable as a decorator.
+        Service publishers (``api.service('todos').publish(...)``) take precedence.
+        """
+        if fn is None and not callable(event):
+            return lambda f: (self.publish(event, f), f)[1]
+        self._app_publishers.append((event, fn))
+        for application in self._applications():
+            application.publish(event, fn)
+        return fn if fn is not None else event
+
+    def on(self, event: str, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """``api.on('connection', fn)`` / ``api.on('disconnect', fn)``: every socket connection of
+        both transports, as the :class:`~flask_feathers.connections.Connection` whose ``params``
+        the authorization hook filled. A leaving connection leaves every channel by itself."""
+        if fn is None:
+            return lambda f: (self.on(event, f), f)[1]
+        if event not in ('connection', 'disconnect'):
+            raise ValueError(f"api.on() takes 'connection' or 'disconnect', not {event!r}; "
+                             f"service events are api.service(path).on(event, fn)")
+        self._connection_listeners.append((event, fn))
+        for state in self._states:
+            state.connections.on(event, fn)
+        return fn
+
+    # -- providers' objects ---------------------------------------------------------------------
+    @property
+    def io(self) -> Any:
+        """The Flask-SocketIO server of the current app."""
+        io = self.state.io
+        if io is None:
+            raise RuntimeError('Socket.IO is not configured: call '
+                               'api.configure(flask_feathers.socketio()) first')
+        return io
+
+    @property
+    def primus(self) -> Any:
+        """The Primus server of the current app."""
+        primus = self.state.primus
+        if primus is None:
+            raise RuntimeError('Primus is not configured: call '
+                               'api.configure(flask_feathers.primus()) first')
+        return primus
+
+    @property
+    def state(self) -> FeathersState:
+        """The :class:`FeathersState` of the current app (or of the only one, outside a context)."""
+        return self._current(required=True)  # type: ignore[return-value]
+
+    def close(self, app: Optional[Flask] = None) -> None:
+        """Stop background work (message queue subscriber, filter workers) of ``app``, or of
+        every app this extension is initialised on."""
+        for state in [self._state_for(app)] if app is not None else self._states:
+            state.close()
+
+    def run(self, app: Optional[Flask] = None, host: Optional[str] = None,
+            port: Optional[int] = None, **kwargs: Any) -> None:
+        """Start a server for ``app`` (like the seed's ``app.listen``).
+
+        With Socket.IO configured this is ``socketio.run``; otherwise Werkzeug's threaded server.
+        """
+        state = self._state_for(app)
+        state.application.ensure_setup()
+        app = app or _app_of(state)
+        if state.io is not None:
+            # Like the seed's app.listen(): start serving. Flask-SocketIO refuses Werkzeug outside
+            # debug mode unless told; say once that it is a development server instead.
+            if 'allow_unsafe_werkzeug' not in kwargs:
+                log.warning('api.run() serves with Werkzeug (fine for development); in production '
+                            'run the app under gunicorn -k gthread (see README)')
+                kwargs['allow_unsafe_werkzeug'] = True
+            state.io.run(app, host=host, port=port, **kwargs)
+        else:
+            kwargs.setdefault('threaded', True)
+            app.run(host=host, port=port, **kwargs)
+
+    # -- internals ------------------------------------------------------------------------------
+    @property
+    def _states(self) -> List[FeathersState]:
+        states = [ref() for ref in self._state_refs]
+        live = [state for state in states if state is not None]
+        if len(live) != len(states):
+            self._state_refs = [ref for ref in self._state_refs if ref() is not None]
+        return live
+
+    def _applications(self) -> List[Application]:
+        apps = [state.application for state in self._states]
+        if self._pending is not None:
+            apps.append(self._pending)
+        return apps
+
+    def _application(self) -> Application:
+        if self._pending is not None:  # not initialised on an app yet
+            return self._pending
+        return self._current(required=True).application  # type: ignore[union-attr]
+
+    def _current(self, required: bool) -> Optional[FeathersState]:
+        if has_app_context():
+            state = current_app.extensions.get('feathers')
+            if state is not None and state.api is self:
+                return state
+        states = self._states
+        if len(states) == 1:
+            return states[0]
+        if states and required:
+            raise RuntimeError(f'this extension serves {len(states)} apps: use it inside '
+                               f'`with app.app_context():` (or a request) so it knows which one')
+        if required:
+            raise RuntimeError('the Feathers extension is not initialised on an app yet: call '
+                               'Feathers(app) or api.init_app(app) first')
+        return None
+
+    def _state_for(self, app: Optional[Flask]) -> FeathersState:
+        if app is None:
+            return self.state
+        state = app.extensions.get('feathers')
+        if state is None or state.api is not self:
+            raise RuntimeError('this app is not initialised with this Feathers extension: call '
+                               'api.init_app(app) first')
+        return state
+
+
+def _app_of(state: FeathersState) -> Flask:
+    app = state.app
+    if app is None:
+        raise RuntimeError('pass the Flask app: api.run(app, ...)')
+    return app
+
+
+def state_of(app: Flask) -> FeathersState:
+    """The flask_feathers state of ``app``, with a helpful error when there is none."""
+    state = app.extensions.get('feathers')
+    if state is None:
+        raise RuntimeError('flask_feathers is not initialised on this app: call Feathers(app) or '
+                           'api.init_app(app) first')
+    return state

@@ -1,0 +1,263 @@
+"""MemoryService: a thread-safe service keeping its records in a dict.
+
+Meant for prototypes, tests and small data that may vanish on restart. It speaks the whole Feathers
+query syntax (see :mod:`flask_feathers._query`).
+
+Coercion rule (REST sends every query value and every id as a string):
+
+* A query **string** is compared with a stored value after converting it to the *type of that stored
+  value*: to ``int`` (``'5'``; a string like ``'2.5'`` becomes a float), to ``float`` (``'2.5'``), to
+  ``bool`` (only ``'true'`` and ``'false'``) and to ``None`` (only ``'null'``). Against a stored string
+  or any other type the string is compared as it is. A string that does not convert (``'abc'`` against
+  an int) simply does not match. Non-string query values (socket JSON) are never converted.
+* An **id** matches the stored key as given; failing that a decimal string (``'5'``) matches the int
+  key ``5`` and an int ``5`` matches the string key ``'5'``.
+* A missing field compares like ``None``; ordering comparisons (``$lt`` ...) between incompatible
+  types (``None`` included) are false, so ``$ne``/``$nin`` match them.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import operator
+import threading
+import types
+from typing import Any, Callable, Dict, Iterable, List, Mapping, MutableMapping, Optional, Union
+
+from . import _query as q
+from .errors import BadRequest, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+#: The pagination both ready-made services use unless told otherwise.
+DEFAULT_PAGINATE: Mapping[str, int] = types.MappingProxyType({'default': 10, 'max': 50})
+
+_ORDERING: Dict[str, Callable[[Any, Any], bool]] = {
+    '$lt': operator.lt, '$lte': operator.le, '$gt': operator.gt, '$gte': operator.ge}
+_MISSING = object()
+
+
+def coerce_like(value: Any, stored: Any) -> Any:
+    """``value`` converted to the type of ``stored`` when ``value`` is a string (the rule above)."""
+    if not isinstance(value, str) or isinstance(stored, str):
+        return value
+    if isinstance(stored, bool):
+        return {'true': True, 'false': False}.get(value, value)
+    if isinstance(stored, (int, float)):
+        number = q.parse_int(value) if isinstance(stored, int) else None
+        if number is not None:
+            return number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if stored is None and value == 'null':
+        return None
+    return value
+
+
+def _equal(stored: Any, value: Any) -> bool:
+    return coerce_like(value, stored) == stored
+
+
+def _matches(node: q.Node, record: Mapping[str, Any]) -> bool:
+    if isinstance(node, q.Junction):
+        test = all if node.op == '$and' else any
+        return test(_matches(child, record) for child in node.children)
+    stored = record.get(node.field)
+    op, value = node.op, node.value
+    if op == q.EQ:
+        return _equal(stored, value)
+    if op == '$ne':
+        return not _equal(stored, value)
+    if op == '$in':
+        return any(_equal(stored, v) for v in value)
+    if op == '$nin':
+        return not any(_equal(stored, v) for v in value)
+    try:
+        return bool(_ORDERING[op](stored, coerce_like(value, stored)))
+    except TypeError:
+        return False
+
+
+def _compare(a: Any, b: Any) -> int:
+    # None sorts first (the SQL service asks the database for the same), mixed types by type name.
+    if a is None or b is None:
+        return (a is not None) - (b is not None)
+    try:
+        return (a > b) - (a < b)
+    except TypeError:
+        ka, kb = (type(a).__name__, str(a)), (type(b).__name__, str(b))
+        return (ka > kb) - (ka < kb)
+
+
+def _sort_key(sort: Iterable[tuple]) -> Callable[[Any], Any]:
+    sort = tuple(sort)
+
+    def compare(ra: Mapping[str, Any], rb: Mapping[str, Any]) -> int:
+        for name, direction in sort:
+            result = _compare(ra.get(name), rb.get(name))
+            if result:
+                return result * direction
+        return 0
+    return functools.cmp_to_key(compare)
+
+
+class MemoryService:
+    """A Feathers service storing records in memory.
+
+    :param id: the name of the id field.
+    :param paginate: ``{'default': n, 'max': m}`` (the default is 10 and 50); ``None`` makes ``find``
+        return a plain list. ``params['paginate'] = False`` turns it off for one call.
+    :param multi: allow ``create`` with a list and ``patch``/``remove`` with ``id=None`` (touching every
+        record matching ``params['query']``); ``True`` or a list of those method names. Otherwise
+        such calls raise MethodNotAllowed.
+    :param store: an existing ``{id: record}`` dict to serve; it is used as it is, not copied.
+
+    Ids missing on create are generated as consecutive ints. Results are deep copies: callers can
+    never change the store by mutating what they got. Every method holds one lock while it touches
+    the store, so the service is safe to call from many threads.
+    """
+
+    def __init__(self, id: str = 'id', paginate: Optional[Mapping[str, Any]] = DEFAULT_PAGINATE,
+                 multi: Union[bool, Iterable[str]] = False,
+                 store: Optional[MutableMapping[Any, Dict[str, Any]]] = None) -> None:
+        self.id = id
+        self.paginate = q.normalize_paginate(paginate)
+        self.multi = q.normalize_multi(multi)
+        self.store: MutableMapping[Any, Dict[str, Any]] = {} if store is None else store
+        self._lock = threading.Lock()
+        self._next_id = 1 + max((k for k in self.store if _is_int(k)), default=0)
+
+    # -- Feathers methods -------------------------------------------------------------------------
+
+    def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
+        """Records matching ``params['query']``; a page dict when paginating."""
+        parsed = q.parse_query(q.get_query(params))
+        paginate = q.paginate_for_call(self.paginate, params)
+        filters = parsed.filters
+        limit = q.effective_limit(filters, paginate)
+        with self._lock:
+            found = [r for r in self.store.values() if _matches(parsed.where, r)]
+            if filters.sort:
+                found.sort(key=_sort_key(filters.sort))
+            total = len(found)
+            end = None if limit is None else filters.skip + limit
+            data = [self._out(r, filters.select) for r in found[filters.skip:end]]
+        return data if paginate is None else q.page(total, limit, filters.skip, data)
+
+    def get(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The record with ``id`` (which must also match ``params['query']``)."""
+        parsed = q.parse_query(q.get_query(params))
+        with self._lock:
+            return self._out(self.store[self._existing(id, parsed.where)], parsed.filters.select)
+
+    def create(self, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        """Store ``data`` (a list of records under ``multi``); a missing id is generated.
+
+        A list is all or nothing: a duplicate id anywhere stores none of it.
+        """
+        select = q.parse_query(q.get_query(params)).filters.select
+        many = isinstance(data, list)
+        if many:
+            q.check_multi(self.multi, 'create')
+        records = [copy.deepcopy(q.check_data(item)) for item in (data if many else [data])]
+        with self._lock:
+            keys = []
+            for record in records:
+                key = record.get(self.id)
+                if key is None:
+                    key = self._take_id(keys)
+                    record[self.id] = key
+                else:
+                    _hashable(key)
+                    if key in self.store or key in keys:
+                        raise Conflict(f"A record with id '{key}' already exists", data={self.id: key})
+                keys.append(key)
+            for key, record in zip(keys, records):
+                self.store[key] = record
+                if _is_int(key):
+                    self._next_id = max(self._next_id, key + 1)
+            out = [self._out(r, select) for r in records]
+        return out if many else out[0]
+
+    def update(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Replace the record with ``id`` by ``data``; the id is kept whatever ``data`` says."""
+        if id is None:
+            raise BadRequest("update replaces one record and needs an id; use patch to change many")
+        record = copy.deepcopy(q.check_data(data))
+        parsed = q.parse_query(q.get_query(params))
+        with self._lock:
+            key = self._existing(id, parsed.where)
+            record[self.id] = key
+            self.store[key] = record
+            return self._out(record, parsed.filters.select)
+
+    def patch(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        """Merge ``data`` into the record with ``id``, or into every match when ``id`` is None."""
+        changes = copy.deepcopy(q.check_data(data))
+        changes.pop(self.id, None)
+        parsed = q.parse_query(q.get_query(params))
+        if id is None:
+            q.check_multi(self.multi, 'patch')
+        with self._lock:
+            keys = self._matching(parsed.where) if id is None else [self._existing(id, parsed.where)]
+            for key in keys:
+                self.store[key].update(copy.deepcopy(changes))
+            out = [self._out(self.store[key], parsed.filters.select) for key in keys]
+        return out if id is None else out[0]
+
+    def remove(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        """Delete the record with ``id``, or every match when ``id`` is None; returns what was removed."""
+        parsed = q.parse_query(q.get_query(params))
+        if id is None:
+            q.check_multi(self.multi, 'remove')
+        with self._lock:
+            keys = self._matching(parsed.where) if id is None else [self._existing(id, parsed.where)]
+            out = [self._out(self.store.pop(key), parsed.filters.select) for key in keys]
+        return out if id is None else out[0]
+
+    # -- helpers (call with the lock held) --------------------------------------------------------
+
+    def _out(self, record: Mapping[str, Any], select: Optional[Iterable[str]]) -> Dict[str, Any]:
+        return copy.deepcopy(q.select_fields(record, select, self.id))
+
+    def _matching(self, where: q.Node) -> List[Any]:
+        return [key for key, record in self.store.items() if _matches(where, record)]
+
+    def _existing(self, id: Any, where: q.Node) -> Any:
+        key = self._lookup(id)
+        if key is _MISSING or not _matches(where, self.store[key]):
+            raise NotFound(f"No record found for id '{id}'", data={self.id: id})
+        return key
+
+    def _lookup(self, id: Any) -> Any:
+        _hashable(id)
+        if id in self.store:
+            return id
+        if isinstance(id, str):
+            number = q.parse_int(id)
+            if number is not None and number in self.store:
+                return number
+        elif _is_int(id) and str(id) in self.store:
+            return str(id)
+        return _MISSING
+
+    def _take_id(self, taken: List[Any]) -> int:
+        while self._next_id in self.store or self._next_id in taken:
+            self._next_id += 1
+        key = self._next_id
+        self._next_id += 1
+        return key
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _hashable(id: Any) -> None:
+    try:
+        hash(id)
+    except TypeError:
+        raise BadRequest(f'Invalid id {id!r}') from None

@@ -1,0 +1,1 @@
+"""Transports that serve the services: REST, Socket.IO and Primus."""

@@ -1,0 +1,188 @@
+"""What both socket providers share: parse a call in either dialect, build params, run it, shape
+the ack (PROTOCOL.md sections 2-4).
+
+Legacy dialect: event ``'todos::create'``, arguments ``data, query``.
+Modern dialect: event ``'create'``, arguments ``'todos', data, query``.
+"""
+from __future__ import annotations
+
+import logging
+import socket as _socket
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+from .. import errors
+from ..connections import Connection
+from ..encoding import jsonable
+from ..registry import Application
+from ..service import ARGUMENTS, METHODS, PARAMS_POSITION
+
+log = logging.getLogger(__name__)
+
+#: Separator of the legacy dialect's event names.
+LEGACY_SEPARATOR = '::'
+
+#: Types a service id may have on the wire.
+ID_TYPES = (str, int, float)
+
+
+class Call(NamedTuple):
+    path: str
+    method: str
+    args: tuple
+    query: Dict[str, Any]
+
+
+def is_call(event: Any, args: Sequence[Any]) -> bool:
+    """Whether ``event`` names a service call in either dialect (vs. a custom event)."""
+    if not isinstance(event, str):
+        return False
+    return LEGACY_SEPARATOR in event or event in METHODS
+
+
+def parse_call(event: str, args: Sequence[Any]) -> Call:
+    """Turn an event and its arguments (ack excluded) into a :class:`Call`.
+
+    :raises errors.FeathersError: BadRequest, NotFound or MethodNotAllowed for a malformed call.
+    """
+    if LEGACY_SEPARATOR in event:
+        path, _, method = event.rpartition(LEGACY_SEPARATOR)
+    else:
+        if not args or not isinstance(args[0], str):
+            raise errors.BadRequest(f'`{event}` needs the service path as its first argument')
+        path, method, args = args[0], event, args[1:]
+    path = path.strip('/')
+    if method not in METHODS:
+        raise errors.MethodNotAllowed(f'Method `{method}` is not a service method')
+    position = PARAMS_POSITION[method]
+    if len(args) > position + 1:
+        raise errors.BadRequest(f'Too many arguments for `{method}`: expected at most '
+                                f'{position + 1}, got {len(args)}')
+    names = ARGUMENTS[method]
+    if len(args) < len(names):
+        missing = names[len(args)]
+        raise errors.BadRequest(f'`{method}` is missing its `{missing}` argument')
+    positional = tuple(args[:position])
+    for name, value in zip(names, positional):
+        if name == 'id':
+            _check_id(method, value)
+        else:
+            _check_data(method, value)
+    query = args[position] if len(args) > position else None
+    if query is None:
+        query = {}
+    elif not isinstance(query, dict):
+        raise errors.BadRequest(f'The query of `{method}` must be an object, got '
+                                f'{_type_name(query)}')
+    return Call(path, method, positional, query)
+
+
+def _check_id(method: str, value: Any) -> None:
+    if value is None:
+        if method in ('patch', 'remove'):
+            return  # acts on every match of the query, if the service allows it
+        raise errors.BadRequest(f'`{method}` needs an id, got null')
+    if isinstance(value, bool) or not isinstance(value, ID_TYPES):
+        raise errors.BadRequest(f'The id of `{method}` must be a string or a number, got '
+                                f'{_type_name(value)}')
+
+
+def _check_data(method: str, value: Any) -> None:
+    if isinstance(value, dict):
+        return
+    if method == 'create' and isinstance(value, list):
+        return
+    raise errors.BadRequest(f'The data of `{method}` must be an object, got {_type_name(value)}')
+
+
+def _type_name(value: Any) -> str:
+    return {dict: 'an object', list: 'an array', str: 'a string', bool: 'a boolean',
+            type(None): 'null'}.get(type(value), f'a {type(value).__name__}')
+
+
+def build_params(query: Dict[str, Any], connection: Connection) -> Dict[str, Any]:
+    """``{'query': query, **connection.params, 'connection': connection}``.
+
+    The connection's own params win on a clash, so a client can never set ``user`` or
+    ``provider``; ``params['connection']`` is the :class:`Connection` (Feathers 5's
+    ``params.connection``), e.g. to move it between channels on sign-in.
+    """
+    params = {'query': query}
+    params.update(connection.params)
+    params['connection'] = connection
+    return params
+
+
+def run_call(application: Application, connection: Connection, event: str,
+             args: Sequence[Any]) -> List[Any]:
+    """Run one call from ``connection``; return the ack arguments.
+
+    ``[None, result]`` on success, ``[error_dict]`` on failure. Never raises.
+    """
+    debug = application.debug
+    try:
+        call = parse_call(event, args)
+        wrapped = application.lookup(call.path)
+        if wrapped is None:
+            raise errors.NotFound(f"Service '{call.path}' not found")
+        result = wrapped.call(call.method, call.args,
+                              build_params(call.query, connection))
+        try:
+            result = jsonable(result)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error('result of %s.%s is not JSON serialisable: %s', call.path, call.method, exc)
+            raise errors.GeneralError('The service returned a result that cannot be sent as '
+                                      'JSON') from None
+        return [None, result]
+    except Exception as exc:
+        return [errors.to_wire(exc, debug)]
+
+
+def unknown_event_error(event: Any) -> List[Any]:
+    """The ack for an event that is neither a service call nor handled by the app."""
+    return [errors.NotFound(f'No handler for event {event!r}').to_dict()]
+
+
+def connection_refusal(exc: BaseException) -> Optional[Dict[str, Any]]:
+    """The wire dict for a refused connection when ``exc`` is a FeathersError, else None."""
+    return exc.to_dict() if isinstance(exc, errors.FeathersError) else None
+
+
+#: What a refused client is told when the hook failed with something other than a FeathersError.
+REFUSED_MESSAGE = 'Connection refused by server'
+
+
+def refusal_message(exc: BaseException, debug: bool) -> str:
+    """The message a refused client may see: a FeathersError's own, anything else's only in
+    debug (``'str' object has no attribute 'get'`` or a database error says too much)."""
+    if isinstance(exc, errors.FeathersError) or debug:
+        return str(exc) or REFUSED_MESSAGE
+    return REFUSED_MESSAGE
+
+
+def websocket_environ(environ: Dict[str, Any], compression: bool = False) -> Dict[str, Any]:
+    """Prepare a WebSocket upgrade for simple-websocket, the same way on both transports.
+
+    Sets TCP_NODELAY on the request's socket (with Nagle on, an ack followed by an event stalls
+    about 40 ms and a fan-out to 100 clients runs 20 times slower) and, unless ``compression``,
+    returns a copy of ``environ`` without the client's permessage-deflate offer: simple-websocket
+    accepts it whenever offered, which halves throughput and doubles memory (PROTOCOL.md
+    section 9). The Node socket.io and primus servers decline it by default too.
+    """
+    sock = environ.get('werkzeug.socket') or environ.get('gunicorn.socket')
+    if sock is not None:
+        try:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+    if not compression and 'HTTP_SEC_WEBSOCKET_EXTENSIONS' in environ:
+        environ = {k: v for k, v in environ.items() if k != 'HTTP_SEC_WEBSOCKET_EXTENSIONS'}
+    return environ
+
+
+def over_connect_rate(rate: Any, address: Optional[str]) -> Optional[errors.FeathersError]:
+    """TooManyRequests when ``address`` is over ``FEATHERS_CONNECT_RATE`` (``rate`` is the
+    state's :class:`~flask_feathers.connections.ConnectRate` or None), else None."""
+    if rate is None or rate.admit(address):
+        return None
+    log.info('connection from %s refused: over FEATHERS_CONNECT_RATE', address)
+    return errors.TooManyRequests('Too many connections from this address; try again later')

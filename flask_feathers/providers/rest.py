@@ -1,0 +1,157 @@
+"""REST provider: every service over HTTP (PROTOCOL.md section 5).
+
+One Blueprint with a catch-all route under the prefix, so services registered after ``rest()`` (even
+after the first request) are served too. ``request.feathers`` is a dict the app's own
+``before_request`` hooks may fill; it is merged into ``params``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import qs_codec
+from flask import Blueprint, Response, current_app, request
+
+from .. import errors
+from ..encoding import dumps
+from ..extension import FeathersState, state_of
+from ..service import js_falsy
+
+log = logging.getLogger(__name__)
+
+#: (HTTP verb, whether the URL has an id) -> service method.
+ROUTES: Dict[Tuple[str, bool], str] = {
+    ('GET', False): 'find',
+    ('GET', True): 'get',
+    ('POST', False): 'create',
+    ('PUT', True): 'update',
+    ('PATCH', True): 'patch',
+    ('DELETE', True): 'remove',
+    # Feathers allows these without an id: they act on every match of the query (multi).
+    ('PUT', False): 'update',
+    ('PATCH', False): 'patch',
+    ('DELETE', False): 'remove',
+}
+
+#: Status of a successful call by method (a falsy result answers 204 instead).
+SUCCESS_STATUS: Dict[str, int] = {'create': 201}
+DEFAULT_SUCCESS_STATUS = 200
+NO_CONTENT = 204
+
+HTTP_METHODS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
+_WITH_ID_ARGUMENT = ('get', 'update', 'patch', 'remove')
+
+
+def parse_query(query_string: bytes) -> Dict[str, Any]:
+    """Parse a query string like Node's ``qs``: nested keys, arrays, values stay strings."""
+    text = query_string.decode('utf-8', 'replace') if isinstance(query_string, bytes) \
+        else query_string
+    if not text:
+        return {}
+    try:
+        parsed = qs_codec.decode(text)
+    except Exception as exc:
+        raise errors.BadRequest(f'Invalid query string: {exc}') from exc
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _ensure_feathers() -> None:
+    # Runs first among the app's before_request hooks, so the app's own hooks find the dict.
+    if not hasattr(request, 'feathers'):
+        request.feathers = {}
+
+
+class RestProvider:
+    """Serves every service of an app under ``prefix``."""
+
+    name = 'rest'
+
+    def __init__(self, prefix: str = '') -> None:
+        if not isinstance(prefix, str):
+            raise TypeError(f'rest(prefix) takes a string, got {type(prefix).__name__}')
+        self.prefix = '/' + prefix.strip('/') if prefix.strip('/') else ''
+
+    def attach(self, api: Any, state: FeathersState) -> None:
+        app = state.app
+        if 'rest' in state.providers:
+            raise RuntimeError('the REST provider is configured twice on this app')
+        state.providers['rest'] = self
+        app.before_request_funcs.setdefault(None, []).insert(0, _ensure_feathers)
+        bp = Blueprint(f'feathers_rest{self.prefix.replace("/", "_")}', __name__)
+        view = self._view
+        bp.add_url_rule(f'{self.prefix}/<path:path>', 'service', view, methods=HTTP_METHODS,
+                        strict_slashes=False)
+        app.register_blueprint(bp)
+
+    # -- the view -------------------------------------------------------------------------------
+    def _view(self, path: str) -> Response:
+        state = state_of(current_app)
+        try:
+            return self._handle(state, path)
+        except Exception as exc:
+            return error_response(exc, state.debug)
+
+    def _handle(self, state: FeathersState, path: str) -> Response:
+        application = state.application
+        stripped = path.strip('/')
+        wrapped = application.lookup(stripped)
+        id_: Optional[str] = None
+        if wrapped is None and '/' in stripped:
+            service_path, _, id_ = stripped.rpartition('/')
+            wrapped = application.lookup(service_path)
+        if wrapped is None:
+            raise errors.NotFound(f"Page not found: no service at '{stripped}'")
+        method = ROUTES.get((request.method, id_ is not None))
+        if method is None:
+            raise errors.MethodNotAllowed(
+                f'{request.method} is not allowed on {request.path}')
+        params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest'}
+        params.update(getattr(request, 'feathers', None) or {})
+        args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
+        if method in ('create', 'update', 'patch'):
+            args = args + (_body(),)
+        result = wrapped.call(method, args, params)
+        if js_falsy(result):
+            return Response(status=NO_CONTENT)
+        return json_response(result, SUCCESS_STATUS.get(method, DEFAULT_SUCCESS_STATUS))
+
+
+def _body() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    if request.mimetype == 'application/x-www-form-urlencoded':
+        return parse_query(raw)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise errors.BadRequest(f'Invalid JSON in the request body: {exc}') from None
+
+
+def json_response(value: Any, status: int) -> Response:
+    """A JSON response; an unserialisable value becomes a GeneralError 500 (and a log line)."""
+    try:
+        body = dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.error('service result is not JSON serialisable: %s', exc)
+        return error_response(errors.GeneralError('The service returned a result that cannot be '
+                                                  'sent as JSON'), False)
+    return Response(body, status=status, mimetype='application/json')
+
+
+def error_response(exc: BaseException, debug: bool) -> Response:
+    """The JSON error response for ``exc``, with ``status = code``."""
+    error = errors.from_exception(exc, debug)
+    return Response(json.dumps(error.to_dict(), default=str), status=error.code,
+                    mimetype='application/json')
+
+
+def rest(prefix: str = '') -> Callable[[Any], None]:
+    """``api.configure(rest())``: serve every service over REST under ``prefix``."""
+    provider = RestProvider(prefix)
+
+    def configure(api: Any) -> None:
+        api.add_provider(provider)
+    return configure
+

@@ -1,0 +1,388 @@
+"""Socket.IO provider on Flask-SocketIO: both call dialects, ``io.use`` authorization, events.
+
+``api.configure(socketio(setup_io, **options))`` creates a :class:`FeathersSocketIO` (a real
+``flask_socketio.SocketIO``) per app, calls ``setup_io(io)`` and serves every service on the
+default namespace. Middleware registered with ``@io.use`` runs in order on every connect;
+``socket.feathers`` becomes that connection's params.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+import socket as _socket
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import flask
+from flask_socketio import ConnectionRefusedError, SocketIO
+from socketio import packet as socketio_packet
+
+from .. import errors
+from ..connections import Connection
+from ..extension import FeathersState
+from ..service import invoke
+from . import _realtime
+
+log = logging.getLogger(__name__)
+
+PROVIDER = 'socketio'
+NAMESPACE = '/'
+#: Packets engine.io may queue for one client before it is dropped as not reading.
+DEFAULT_MAX_QUEUE = 1024
+#: What a refused client sees when a middleware failed with something else than a FeathersError.
+REFUSED_MESSAGE = _realtime.REFUSED_MESSAGE
+
+
+class SocketContext:
+    """What a ``(socket, next)`` middleware sees of a connecting client.
+
+    :ivar sid: the Socket.IO session id.
+    :ivar auth: the client's auth payload (``io({auth: ...})``) or None.
+    :ivar request: the handshake request (``headers``, ``args``, ``cookies``, ``remote_addr``).
+    :ivar feathers: the connection's params; starts as ``{'provider': 'socketio'}``.
+    """
+
+    __slots__ = ('sid', 'auth', 'request', 'feathers')
+
+    def __init__(self, sid: str, auth: Any, request: Any, feathers: Dict[str, Any]) -> None:
+        self.sid = sid
+        self.auth = auth
+        self.request = request
+        self.feathers = feathers
+
+    def __repr__(self) -> str:
+        return f'<SocketContext {self.sid}>'
+
+
+class FeathersSocketIO(SocketIO):
+    """``flask_socketio.SocketIO`` with the seed's ``io.use(fn(socket, next))`` middleware.
+
+    Your own ``@io.on('connect')`` / ``'disconnect'`` / ``'*'`` handlers on the default namespace
+    still run: connect after the middleware chain, ``'*'`` for events that are not service calls.
+    """
+
+    def __init__(self, app: Any = None, **kwargs: Any) -> None:
+        self.middleware: List[Callable[..., Any]] = []
+        self._user_handlers: Dict[str, List[Callable[..., Any]]] = {
+            'connect': [], 'disconnect': [], '*': []}
+        self._feathers_owned = False
+        super().__init__(app, **kwargs)
+
+    def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add an authorization middleware ``fn(socket, next)``; usable as a decorator."""
+        if not callable(fn):
+            raise TypeError(f'io.use() takes a function (socket, next), got {fn!r}')
+        self.middleware.append(fn)
+        return fn
+
+    def on(self, message: str, namespace: Optional[str] = None) -> Callable[..., Any]:
+        if self._feathers_owned and (namespace or NAMESPACE) == NAMESPACE \
+                and message in self._user_handlers:
+            def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+                self._user_handlers[message].append(handler)
+                return handler
+            return decorator
+        return super().on(message, namespace)
+
+
+def _close_after_websocket(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap the app's WSGI callable so a finished websocket ends Werkzeug's connection.
+
+    engine.io raises ConnectionError after a websocket ends under Werkzeug, meaning "drop the
+    connection"; Werkzeug 3 logs it and then reads the client's close frame as a new HTTP request
+    and answers a 400, so the client never completes its close handshake (python-socketio waits
+    3 s on every disconnect). Shutting the socket down ends Werkzeug's request loop at once.
+    """
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return wsgi_app(environ, start_response)
+        except ConnectionError:
+            sock = environ.get('werkzeug.socket')
+            if sock is not None and environ.get('HTTP_UPGRADE', '').lower() == 'websocket':
+                try:
+                    sock.shutdown(_socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            raise
+    app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
+    return app
+
+
+def _store_on_session(feathers: Dict[str, Any]) -> None:
+    try:
+        flask.session['feathers'] = feathers
+    except Exception:  # sessions are optional; the connection registry is what counts
+        pass
+
+
+def _accepts_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in params)
+
+
+def _share_message_queue(state: FeathersState, options: Dict[str, Any]) -> None:
+    """With FEATHERS_MESSAGE_QUEUE set, let Flask-SocketIO use it too (on its own channel), so that
+    custom ``api.io.emit(...)`` calls reach other processes' clients. Service events do not travel
+    there: each process delivers them to its own clients (``ignore_queue=True`` below)."""
+    url = state.message_queue
+    if not url or 'message_queue' in options or 'client_manager' in options:
+        return
+    channel = options.pop('channel', f'{state.message_queue_channel}-socketio')
+    if state.write_only:
+        import socketio as python_socketio  # Flask-SocketIO only makes it write-only without app
+        options['client_manager'] = python_socketio.RedisManager(url, channel=channel,
+                                                                 write_only=True)
+    else:
+        options['message_queue'] = url
+        options['channel'] = channel
+
+
+def _tune_websocket(io: SocketIO, compression: bool) -> None:
+    """Give engineio's threading websocket TCP_NODELAY, no permessage-deflate (unless asked for)
+    and a bounded message size (``max_http_buffer_size`` is only checked once a whole message was
+    buffered), like the Primus provider: PROTOCOL.md section 9.
+
+    ``eio._async`` is the driver table engineio shares between servers of one async mode: this
+    server gets its own copy with its own websocket class.
+    """
+    eio = io.server.eio
+    base = (eio._async or {}).get('websocket')
+    try:
+        from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+    except ImportError:  # pragma: no cover - another engineio layout: leave it as it is
+        return
+    if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
+        return  # eventlet, gevent, asyncio: not simple-websocket
+
+    class FeathersWebSocket(base):  # type: ignore[misc, valid-type]
+        def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
+            kwargs.setdefault('max_message_size', server.max_http_buffer_size)
+            super().__init__(handler, server, **kwargs)
+
+        def __call__(self, environ: Any, start_response: Any) -> Any:
+            try:
+                return super().__call__(_realtime.websocket_environ(environ, compression),
+                                        start_response)
+            except (ConnectionError, StopIteration):
+                raise  # how a websocket normally ends under Werkzeug / gunicorn
+            except Exception as exc:
+                # engineio decodes each frame outside its own try: an undecodable one ('x', '',
+                # 'b' + bad base64, deep JSON) kills the reader but leaves the engine.io socket,
+                # its writer thread and the Socket.IO connection alive until the ping timeout
+                # (about a minute), so one bad frame per connection piles up zombies.
+                log.info('Socket.IO websocket ended by an unusable frame: %s', str(exc)[:100])
+                self._abort()
+                if getattr(self, 'ws', None) is not None and self.ws.mode == 'gunicorn':
+                    raise StopIteration() from None
+                raise ConnectionError() from None
+
+        def _abort(self) -> None:
+            eio_socket = getattr(self.app, '__self__', None)
+            if eio_socket is not None and not eio_socket.closed:
+                eio_socket.close(wait=False, abort=True,
+                                 reason=eio_socket.server.reason.TRANSPORT_ERROR)
+            ws = getattr(self, 'ws', None)
+            if ws is not None:
+                try:
+                    ws.close()
+                except Exception:
+                    pass
+
+    eio._async = dict(eio._async, websocket=FeathersWebSocket)
+
+
+_EVENT_HEADER = re.compile(r'(?:2|5\d{1,10}-)(?:(/[^,\[{"]*),)?(\d{1,16})')
+
+
+def _guard_messages(io: SocketIO) -> None:
+    """Answer every malformed Socket.IO call that asked for an ack, and bound binary attachments.
+
+    python-socketio drops an EVENT packet whose JSON does not parse (broken, nested too deeply)
+    or whose data is not a non-empty list, logging it: the client's ack never comes and a
+    Feathers client waits forever. The ack id sits in the packet header before the JSON, so it
+    can still be answered with BadRequest. A BINARY_EVENT may announce up to 10**10 attachments
+    and python-socketio keeps every binary frame until they all came: their total is held to
+    ``max_http_buffer_size`` here, past it the client is disconnected.
+    """
+    server = io.server
+    eio = server.eio
+    original = eio.handlers['message']
+    limit = eio.max_http_buffer_size
+
+    def on_message(eio_sid: str, data: Any) -> Any:
+        if isinstance(data, (bytes, bytearray)):
+            pending = server._binary_packet.get(eio_sid)
+            if pending is not None and \
+                    sum(map(len, pending.attachments)) + len(data) > limit:
+                server._binary_packet.pop(eio_sid, None)
+                log.warning('Socket.IO client %s sent more than %d bytes of binary attachments; '
+                            'disconnected', eio_sid, limit)
+                eio.disconnect(eio_sid)
+                return None
+            return original(eio_sid, data)
+        try:
+            return original(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            match = _EVENT_HEADER.match(data) if isinstance(data, str) else None
+            if match is None:
+                log.info('Socket.IO client %s sent an unusable packet: %s', eio_sid,
+                         str(exc)[:100])
+                return None
+            namespace = match.group(1) or NAMESPACE
+            sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is None or not server.manager.is_connected(sid, namespace):
+                return None
+            error = errors.BadRequest('Malformed Socket.IO packet: the event must be a JSON '
+                                      'array starting with the event name')
+            server._send_packet(eio_sid, server.packet_class(
+                socketio_packet.ACK, namespace=namespace, id=int(match.group(2)),
+                data=[error.to_dict()]))
+            return None
+    eio.handlers['message'] = on_message
+
+
+class SocketIOProvider:
+    """Attaches Socket.IO to each app; see :func:`socketio`."""
+
+    name = PROVIDER
+
+    def __init__(self, fn: Optional[Callable[[FeathersSocketIO], Any]], options: Dict[str, Any]):
+        self.fn = fn
+        self.options = options
+
+    def attach(self, api: Any, state: FeathersState) -> None:
+        if state.io is not None:
+            raise RuntimeError('Socket.IO is configured twice on this app')
+        options = dict(self.options)
+        options.setdefault('async_mode', 'threading')
+        _share_message_queue(state, options)
+        compression = bool(options.pop('websocket_compression', False))
+        max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
+        io = FeathersSocketIO(state.app, **options)
+        state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
+        _tune_websocket(io, compression)
+        _guard_messages(io)
+        state.io = io
+        state.providers[PROVIDER] = self
+        server = io.server
+        application = state.application
+        connections = state.connections
+
+        def is_ready(conn: Connection) -> bool:
+            # The sid exists while its connect handler runs, before the client got CONNECT:
+            # nothing may be sent to it until then.
+            if conn.extra.get('ready'):
+                return True
+            if server.manager.is_connected(conn.id, NAMESPACE):
+                conn.extra['ready'] = True
+                return True
+            return False
+
+        def keeps_up(conn: Connection) -> bool:
+            # engine.io queues packets per client without a bound: a client that stopped reading
+            # would grow it until the ping timeout. Past max_queue it is dropped instead.
+            if 'eio_socket' not in conn.extra:
+                eio_sid = server.manager.eio_sid_from_sid(conn.id, NAMESPACE)
+                conn.extra['eio_socket'] = server.eio.sockets.get(eio_sid)
+            eio_socket = conn.extra['eio_socket']
+            # No engine.io socket: Flask-SocketIO's test client, which has no queue to bound.
+            if eio_socket is None or eio_socket.queue.qsize() < max_queue:
+                return True
+            if not conn.extra.get('dropped'):
+                conn.extra['dropped'] = True
+                log.warning('Socket.IO client %s stopped reading (%d packets queued); dropped',
+                            conn.id, eio_socket.queue.qsize())
+                try:
+                    eio_socket.close(wait=False, abort=True)
+                except Exception:  # already closing
+                    pass
+            return False
+
+        def send(sid: str, event: str, data: Any) -> None:
+            conn = connections.get(sid)
+            if conn is not None and is_ready(conn) and keeps_up(conn):
+                server.emit(event, data, to=sid, namespace=NAMESPACE, ignore_queue=True)
+
+        def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
+            sids = [c.id for c in conns if is_ready(c) and keeps_up(c)]
+            if sids:
+                server.emit(event, data, to=sids, namespace=NAMESPACE, ignore_queue=True)
+
+        state.dispatcher.add_transport(PROVIDER, broadcast)
+
+        def on_connect(auth: Any = None) -> Any:
+            sid = flask.request.sid
+            feathers: Dict[str, Any] = {'provider': PROVIDER}
+            socket = SocketContext(sid, auth, flask.request._get_current_object(), feathers)
+            too_many = _realtime.over_connect_rate(state.connect_rate, flask.request.remote_addr)
+            if too_many is not None:
+                raise ConnectionRefusedError(too_many.message, too_many.to_dict())
+            try:
+                for middleware in io.middleware:
+                    invoke(middleware, (socket,), application.callback_timeout,
+                           label='io.use middleware')
+                _store_on_session(feathers)  # before the app's own connect handlers read it
+                for handler in io._user_handlers['connect']:
+                    result = handler(auth) if _accepts_argument(handler) else handler()
+                    if result is False:
+                        raise ConnectionRefusedError(REFUSED_MESSAGE)
+            except ConnectionRefusedError:
+                raise
+            except Exception as exc:
+                data = _realtime.connection_refusal(exc)
+                if data is None:
+                    log.info('Socket.IO connection %s refused: %r', sid, exc)
+                message = _realtime.refusal_message(exc, application.debug)
+                raise ConnectionRefusedError(message, data) if data is not None \
+                    else ConnectionRefusedError(message) from None
+            connections.add(Connection(sid, PROVIDER, feathers, functools.partial(send, sid)))
+            return True
+
+        def on_disconnect(reason: Any = None) -> None:
+            connections.remove(flask.request.sid)
+            for handler in io._user_handlers['disconnect']:
+                try:
+                    handler(reason) if _accepts_argument(handler) else handler()
+                except Exception:
+                    log.exception('disconnect handler %r raised', handler)
+
+        def on_any(event: Any, *args: Any) -> Any:
+            conn = connections.get(flask.request.sid)
+            if conn is None:
+                return tuple(_realtime.unknown_event_error(event))
+            if _realtime.is_call(event, args):
+                return tuple(_realtime.run_call(application, conn, event, args))
+            for handler in io._user_handlers['*']:
+                return handler(event, *args)
+            return tuple(_realtime.unknown_event_error(event))
+
+        io.on('connect')(on_connect)
+        io.on('disconnect')(on_disconnect)
+        io.on('*')(on_any)
+        io._feathers_owned = True
+        if self.fn is not None:
+            self.fn(io)
+
+
+def socketio(fn: Optional[Callable[[FeathersSocketIO], Any]] = None,
+             **options: Any) -> Callable[[Any], None]:
+    """``api.configure(socketio(setup_io, **options))``.
+
+    :param fn: called with each app's :class:`FeathersSocketIO` (``io.use``, ``io.on``).
+    :param options: passed to ``flask_socketio.SocketIO`` (default ``async_mode='threading'``),
+        except ``websocket_compression`` (default False): accept permessage-deflate on the
+        websocket transport, and ``max_queue`` (default 1024): packets queued for a client that
+        stopped reading before it is dropped.
+    """
+    if fn is not None and not callable(fn):
+        raise TypeError(f'socketio(fn) takes a function of the SocketIO server, got {fn!r}')
+    provider = SocketIOProvider(fn, options)
+
+    def configure(api: Any) -> None:
+        api.add_provider(provider)
+    return configure

@@ -1,0 +1,240 @@
+"""The transport-free application: service registration, wrapping and setup.
+
+An :class:`Application` knows nothing of Flask or sockets. It strips paths, checks that what is
+registered is a service, wraps each one in a :class:`WrappedService` (uniform calls, events) and
+runs every service's ``setup(app, path)`` once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from . import errors
+from .channels import Publishers
+from .events import Publisher, ServiceEvents
+from .service import ARGUMENTS, METHODS, invoke, member, service_methods
+
+log = logging.getLogger(__name__)
+
+
+def strip_path(path: str) -> str:
+    """``'///a/b//'`` -> ``'a/b'``: every leading and trailing slash goes, inner ones stay."""
+    if not isinstance(path, str):
+        raise TypeError(f'a service path must be a string, got {type(path).__name__}')
+    return path.strip('/')
+
+
+class WrappedService(ServiceEvents):
+    """A registered service as the rest of the application sees it.
+
+    Each of ``find/get/create/update/patch/remove`` returns the result or raises a FeathersError
+    when called without ``callback``; with one, it calls ``callback(error, result)`` exactly once.
+    Successful create/update/patch/remove emit their event.
+    """
+
+    def __init__(self, path: str, service: Any, app: 'Application') -> None:
+        methods = service_methods(service)
+        if not methods:
+            kind = 'dict' if isinstance(service, Mapping) else type(service).__name__
+            raise TypeError(
+                f'{kind} registered at {path!r} is not a service: it needs at least one of the '
+                f'methods {", ".join(METHODS)} (as methods of an object or callables in a dict)')
+        custom = service.get('events') if isinstance(service, Mapping) \
+            else getattr(service, 'events', None)
+        if isinstance(custom, str):
+            raise TypeError(f'service {path!r}: `events` must be a list of names, not a string')
+        super().__init__(path, custom or (), app.emit_event)
+        self.service = service
+        self.methods = methods
+        self._app = app
+
+    def __repr__(self) -> str:
+        return f'<WrappedService {self.path!r} {sorted(self.methods)}>'
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (helpers, filters, attributes) comes from the user's service.
+        if name.startswith('__') or name == 'service':
+            raise AttributeError(name)
+        value = member(self.service, name)
+        if value is None and not isinstance(self.service, Mapping):
+            return getattr(self.service, name)
+        if value is None:
+            raise AttributeError(f'service {self.path!r} has no attribute {name!r}')
+        return value
+
+    def publish(self, event: Any = None, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """Feathers 5 service publisher: ``svc.publish(fn)`` or ``svc.publish('created', fn)``.
+
+        Takes precedence over app publishers. Usable as a decorator.
+        """
+        return self._app.publishers.register(self.path, event, fn)
+
+    def call(self, method: str, args: tuple, params: Optional[dict] = None) -> Any:
+        """Run ``method`` with positional ``args`` (without params); return or raise.
+
+        :raises errors.MethodNotAllowed: when the service lacks ``method``.
+        """
+        fn = self.methods.get(method)
+        if fn is None:
+            raise errors.MethodNotAllowed(f'Method `{method}` is not supported by this endpoint.')
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict):
+            raise errors.BadRequest(f'params must be a dict, got {type(params).__name__}')
+        self._app.ensure_setup()
+        result = invoke(fn, (*args, params), self._app.callback_timeout,
+                        label=f'{self.path}.{method}')
+        self.emit_result(method, result)
+        return result
+
+    def _run(self, method: str, args: tuple, params: Optional[dict], callback: Optional[Callable]):
+        if callback is None:
+            return self.call(method, args, params)
+        try:
+            result = self.call(method, args, params)
+        except Exception as exc:  # handed to the callback, as Feathers does
+            callback(errors.from_exception(exc, self._app.debug), None)
+            return None
+        callback(None, result)
+        return None
+
+    def find(self, params: Optional[dict] = None, callback: Optional[Callable] = None) -> Any:
+        return self._run('find', (), params, callback)
+
+    def get(self, id: Any, params: Optional[dict] = None, callback: Optional[Callable] = None) -> Any:
+        return self._run('get', (id,), params, callback)
+
+    def create(self, data: Any, params: Optional[dict] = None,
+               callback: Optional[Callable] = None) -> Any:
+        return self._run('create', (data,), params, callback)
+
+    def update(self, id: Any, data: Any, params: Optional[dict] = None,
+               callback: Optional[Callable] = None) -> Any:
+        return self._run('update', (id, data), params, callback)
+
+    def patch(self, id: Any, data: Any, params: Optional[dict] = None,
+              callback: Optional[Callable] = None) -> Any:
+        return self._run('patch', (id, data), params, callback)
+
+    def remove(self, id: Any, params: Optional[dict] = None,
+               callback: Optional[Callable] = None) -> Any:
+        return self._run('remove', (id,), params, callback)
+
+
+assert set(ARGUMENTS) == set(METHODS)
+
+
+class Application:
+    """Services of one Flask app (or of no app yet), with setup and event publishing.
+
+    :param callback_timeout: seconds a callback-style method may take.
+    :param debug: when True, internal error messages reach clients.
+    """
+
+    def __init__(self, callback_timeout: Optional[float] = None, debug: bool = False) -> None:
+        self.services: Dict[str, WrappedService] = {}
+        self.callback_timeout = callback_timeout
+        self.debug = debug
+        self._sinks: List[Publisher] = []
+        #: Feathers 5 publishers (service and app level) for channels
+        self.publishers = Publishers()
+        self._registered_hooks: List[Callable[[str, WrappedService], None]] = []
+        self._lock = threading.RLock()
+        self._setup_done = False
+        self._setup_running = False
+        #: the object handed to ``service.setup(app, path)`` (the Feathers extension)
+        self.owner: Any = self
+
+    # -- registration -------------------------------------------------------------------------
+    def use(self, path: str, service: Any) -> WrappedService:
+        """Register ``service`` at ``path`` (slashes stripped) and return its wrapper."""
+        stripped = strip_path(path)
+        if stripped.startswith(':'):
+            raise ValueError(f'service paths may not start with ":" (reserved), got {path!r}')
+        if isinstance(service, WrappedService):
+            service = service.service
+        wrapped = WrappedService(stripped, service, self)
+        with self._lock:
+            if stripped in self.services:
+                log.warning('service %r registered again; the new one replaces the old', stripped)
+            self.services[stripped] = wrapped
+            hooks = list(self._registered_hooks)
+            setup_now = self._setup_done
+        for hook in hooks:
+            hook(stripped, wrapped)
+        if setup_now:
+            self._setup_one(stripped, wrapped)
+        return wrapped
+
+    def service(self, path: str) -> WrappedService:
+        """The wrapped service at ``path``.
+
+        :raises KeyError: naming the registered paths when there is none.
+        """
+        stripped = strip_path(path)
+        try:
+            return self.services[stripped]
+        except KeyError:
+            known = ', '.join(repr(p) for p in sorted(self.services)) or 'none'
+            raise KeyError(f'no service registered at {stripped!r} (registered: {known}); '
+                           f'register it with api.use({stripped!r}, service)') from None
+
+    def lookup(self, path: str) -> Optional[WrappedService]:
+        """The wrapped service at an already stripped path, or None."""
+        return self.services.get(path)
+
+    def on_registered(self, hook: Callable[[str, WrappedService], None]) -> None:
+        """Call ``hook(path, wrapped)`` for every service, now and when registered later."""
+        with self._lock:
+            self._registered_hooks.append(hook)
+            current = list(self.services.items())
+        for path, wrapped in current:
+            hook(path, wrapped)
+
+    # -- events -------------------------------------------------------------------------------
+    def add_event_sink(self, sink: Publisher) -> None:
+        """Receive every service event as ``sink(path, event, data)`` (real-time delivery)."""
+        self._sinks.append(sink)
+
+    def emit_event(self, path: str, event: str, data: Any) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink(path, event, data)
+            except Exception:
+                log.exception('event sink %r failed for %r %r', sink, path, event)
+
+    def publish(self, event: Any = None, fn: Optional[Callable[..., Any]] = None) -> Any:
+        """Feathers 5 app publisher: ``publish(fn)`` for every event or ``publish('created', fn)``.
+
+        ``fn(data, context)`` returns a channel, a list of channels or None. Usable as a decorator.
+        """
+        return self.publishers.register(None, event, fn)
+
+    # -- setup --------------------------------------------------------------------------------
+    def ensure_setup(self) -> None:
+        """Run every service's ``setup(app, path)`` once (cheap after the first time)."""
+        if self._setup_done:
+            return
+        with self._lock:
+            if self._setup_done or self._setup_running:
+                return
+            self._setup_running = True
+            try:
+                for path, wrapped in list(self.services.items()):
+                    self._setup_one(path, wrapped)
+            finally:
+                self._setup_running = False
+            self._setup_done = True
+
+    @property
+    def is_setup(self) -> bool:
+        return self._setup_done
+
+    def _setup_one(self, path: str, wrapped: WrappedService) -> None:
+        setup = member(wrapped.service, 'setup')
+        if setup is not None:
+            try:
+                setup(self.owner, path)
+            except Exception as exc:
+                raise RuntimeError(f'setup() of the service at {path!r} failed: {exc}') from exc

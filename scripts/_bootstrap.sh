@@ -1,0 +1,37 @@
+# Shared set-up steps for scripts/test, scripts/demo and bench/run (sourced, not run).
+
+bootstrap_python() {
+    # $1: the extras to install, e.g. "test" or "sql"
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$1]"
+}
+
+bootstrap_js_clients() {
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+bootstrap_chromium() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "installing Debian's chromium for the browser tests" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        else
+            sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        fi
+    fi
+}
+
+bootstrap_services() {
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        echo "starting redis on 127.0.0.1:6379" >&2
+        redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+            --dir /tmp --logfile /tmp/flask-feathers-redis.log
+        for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+    fi
+    if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -q; then
+        echo "starting postgresql" >&2
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    fi
+}

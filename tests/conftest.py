@@ -1,0 +1,298 @@
+"""Shared fixtures: the fixture service in both calling styles, live servers, Node clients."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pytest
+from flask import Flask
+from hypothesis import settings
+
+# Hypothesis' per-example deadline measures wall time: on a loaded 2-core CI machine that is noise,
+# not a finding. Examples stay bounded by max_examples and by pytest-timeout.
+settings.register_profile('flask_feathers', deadline=None)
+settings.load_profile('flask_feathers')
+from werkzeug.serving import make_server
+
+from flask_feathers import errors
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JS_DIR = os.path.join(HERE, 'js')
+ARTIFACTS = os.path.join(HERE, 'artifacts')
+
+
+# -- the shared fixture service --------------------------------------------------------------------
+
+class ReturnTodos:
+    """Todos in return style: return or raise."""
+
+    def __init__(self) -> None:
+        self.store: Dict[int, Dict[str, Any]] = {}
+        self.next_id = 1
+        self.lock = threading.Lock()
+        self.calls: List[tuple] = []
+
+    def _get(self, id: Any) -> Dict[str, Any]:
+        try:
+            return self.store[int(id)]
+        except (KeyError, ValueError, TypeError):
+            raise errors.NotFound(f'No record found for id {id!r}') from None
+
+    def find(self, params):
+        self.calls.append(('find', params))
+        query = dict((params or {}).get('query') or {})
+        items = list(self.store.values())
+        for key, value in query.items():
+            if not key.startswith('$'):
+                items = [i for i in items if str(i.get(key)) == str(value)]
+        return copy.deepcopy(items)
+
+    def get(self, id, params):
+        self.calls.append(('get', id, params))
+        return copy.deepcopy(self._get(id))
+
+    def create(self, data, params):
+        self.calls.append(('create', data, params))
+        if isinstance(data, list):
+            return [self.create(item, params) for item in data]
+        if 'fail' in data:
+            raise errors.BadRequest('asked to fail', data={'field': 'fail'})
+        with self.lock:
+            record = dict(data, id=self.next_id)
+            self.store[self.next_id] = record
+            self.next_id += 1
+        return copy.deepcopy(record)
+
+    def update(self, id, data, params):
+        self.calls.append(('update', id, data, params))
+        current = self._get(id)
+        record = dict(data, id=current['id'])
+        self.store[current['id']] = record
+        return copy.deepcopy(record)
+
+    def patch(self, id, data, params):
+        self.calls.append(('patch', id, data, params))
+        current = self._get(id)
+        current.update(data)
+        return copy.deepcopy(current)
+
+    def remove(self, id, params):
+        self.calls.append(('remove', id, params))
+        record = self._get(id)
+        del self.store[record['id']]
+        return record
+
+
+class CallbackTodos:
+    """The same todos in callback style; the callback is called from another thread."""
+
+    def __init__(self) -> None:
+        self.inner = ReturnTodos()
+
+    @property
+    def store(self):
+        return self.inner.store
+
+    @property
+    def calls(self):
+        return self.inner.calls
+
+    def _later(self, fn, args, callback):
+        def run():
+            try:
+                result = fn(*args)
+            except Exception as exc:  # noqa: BLE001 - handed to the callback like Feathers
+                callback(exc)
+            else:
+                callback(None, result)
+        threading.Thread(target=run).start()
+
+    def find(self, params, callback):
+        self._later(self.inner.find, (params,), callback)
+
+    def get(self, id, params, callback):
+        self._later(self.inner.get, (id, params), callback)
+
+    def create(self, data, params, callback):
+        self._later(self.inner.create, (data, params), callback)
+
+    def update(self, id, data, params, callback):
+        self._later(self.inner.update, (id, data, params), callback)
+
+    def patch(self, id, data, params, callback):
+        self._later(self.inner.patch, (id, data, params), callback)
+
+    def remove(self, id, params, callback):
+        self._later(self.inner.remove, (id, params), callback)
+
+
+SERVICE_STYLES = {'return': ReturnTodos, 'callback': CallbackTodos}
+
+
+@pytest.fixture(params=sorted(SERVICE_STYLES))
+def todos(request):
+    """A fresh fixture todos service, once per calling style."""
+    return SERVICE_STYLES[request.param]()
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask('flask_feathers_test')
+    app.config['TESTING'] = True
+    return app
+
+
+# -- live servers ----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A Flask app served by Werkzeug's threaded server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: Flask, port: Optional[int] = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.server = make_server('127.0.0.1', self.port, app, threaded=True)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       kwargs={'poll_interval': 0.05})
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Flask], LiveServer]]:
+    """``live_server(app)`` starts ``app`` on a free port; stopped after the test."""
+    servers: List[LiveServer] = []
+
+    def start(app: Flask, port: Optional[int] = None) -> LiveServer:
+        server = LiveServer(app, port)
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# -- real JavaScript clients ------------------------------------------------------------------------
+
+class NodeError(AssertionError):
+    pass
+
+
+def run_node(script: str, timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> List[Any]:
+    """Run ``script`` with Node in tests/js (where the npm clients are installed).
+
+    The script prints one JSON value per line with ``out(value)``; calls ``done()`` at the end.
+    Returns the printed values; fails with Node's output on a non-zero exit or a time-out.
+    """
+    prelude = (
+        "const out = (v) => process.stdout.write(JSON.stringify(v === undefined ? null : v) + '\\n');\n"
+        "const done = (code) => setTimeout(() => process.exit(code || 0), 10);\n"
+        "const fail = (why) => { process.stderr.write('FAIL: ' + why + '\\n'); process.exit(3); };\n"
+        "process.on('unhandledRejection', (e) => fail('unhandled rejection: ' + (e && e.stack || e)));\n"
+    )
+    try:
+        proc = subprocess.run(['node', '-e', prelude + script], cwd=JS_DIR, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError(f'node script did not finish within {timeout} s\nstdout:\n{exc.stdout}\n'
+                        f'stderr:\n{exc.stderr}') from None
+    if proc.returncode != 0:
+        raise NodeError(f'node exited with {proc.returncode}\nstdout:\n{proc.stdout}\n'
+                        f'stderr:\n{proc.stderr}')
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def node() -> Callable[..., List[Any]]:
+    """``node(script, timeout=30)``: run a Node script against live servers (see run_node)."""
+    if not os.path.isdir(os.path.join(JS_DIR, 'node_modules')):
+        pytest.fail('the npm test clients are not installed: run scripts/test (it runs npm ci in '
+                    'tests/js)')
+    return run_node
+
+
+# -- Socket.IO apps: the seed's company example (tests/test_socketio*.py, tests/test_testing.py) ----
+
+USERS = [
+    {'id': 1, 'username': 'alice', 'companyId': 1},
+    {'id': 2, 'username': 'bob', 'companyId': 1},
+    {'id': 3, 'username': 'carol', 'companyId': 2},
+]
+
+
+class Users:
+    """The seed's users service: ``find`` by ``username``."""
+
+    def find(self, params):
+        query = (params or {}).get('query') or {}
+        return [dict(u) for u in USERS
+                if 'username' not in query or u['username'] == query['username']]
+
+
+def same_company(data, params, callback):
+    """The seed's filter: only clients of the record's company get the event."""
+    callback(None, data if data.get('companyId') == params['user']['companyId'] else False)
+
+
+@pytest.fixture
+def company_app(todos):
+    """``make(config=None, setup_io=None, **socketio_options)`` -> ``(app, api)``.
+
+    Users and the fixture todos (with the seed's ``created``/``updated`` company filters) behind the
+    seed's ``io.use`` middleware, which puts the user found by ``socket.auth['username']`` in
+    ``socket.feathers['user']``. ``setup_io(io)`` runs after that middleware is registered. The
+    dispatcher and Socket.IO's background task are stopped after the test.
+    """
+    from flask_feathers import Feathers, socketio
+
+    made = []
+
+    def make(config=None, setup_io=None, **options):
+        app = Flask('flask_feathers_company')
+        app.config['TESTING'] = True
+        app.config.update(config or {})
+        api = Feathers(app)
+
+        def configure_io(io):
+            @io.use
+            def authorize(socket, next):
+                username = (socket.auth or {}).get('username')
+                user = api.service('users').find({'query': {'username': username}})
+                if not username or not user:
+                    return next(errors.NotAuthenticated('Not authenticated!'))
+                socket.feathers['user'] = user[0]
+                next()
+            if setup_io is not None:
+                setup_io(io)
+
+        api.configure(socketio(configure_io, **options))
+        api.use('users', Users())
+        todos.created = same_company
+        todos.updated = same_company
+        api.use('todos', todos)
+        made.append(app)
+        return app, api
+    yield make
+    for app in made:
+        state = app.extensions['feathers']
+        state.dispatcher.close()
+        state.io.server.eio.shutdown()

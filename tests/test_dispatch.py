@@ -1,0 +1,399 @@
+"""The dispatcher alone, with fake connections: filters, ordering, isolation of failures."""
+import logging
+import random
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from flask_feathers.connections import ConnectionRegistry
+from flask_feathers.dispatch import Dispatcher, apply_filter, event_name
+from flask_feathers.testing import FakeConnection
+
+
+class Env:
+    """A dispatcher over a registry, with services registered by path."""
+
+    def __init__(self, workers=4, filter_timeout=5.0):
+        self.registry = ConnectionRegistry()
+        self.services = {}
+        self.dispatcher = Dispatcher(self.registry, self._find, workers=workers,
+                                     filter_timeout=filter_timeout)
+        self.broadcasts = []
+
+    def _find(self, path):
+        service = self.services.get(path)
+        return None if service is None else SimpleNamespace(service=service)
+
+    def connect(self, **params):
+        conn = FakeConnection(dict(params, provider='test'))
+        self.registry.add(conn)
+        return conn
+
+    def record_broadcasts(self):
+        def broadcast(name, data, conns):
+            self.broadcasts.append((name, data, [c.id for c in conns]))
+            for conn in conns:
+                conn.send(name, data)
+        self.dispatcher.add_transport('test', broadcast)
+
+    def idle(self, timeout=5.0):
+        assert self.dispatcher.wait_idle(timeout), 'dispatch did not finish in time'
+
+
+@pytest.fixture
+def env():
+    made = []
+
+    def make(**kw):
+        e = Env(**kw)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.dispatcher.close()
+
+
+def test_event_name():
+    assert event_name('todos', 'created') == 'todos created'
+    assert event_name('api/todos', 'typing') == 'api/todos typing'
+
+
+def test_fast_path_broadcasts_once_to_every_connection(env):
+    e = env()
+    e.record_broadcasts()
+    e.services['todos'] = {'create': lambda data, params: data}  # no `created` filter
+    a, b, c = e.connect(), e.connect(), e.connect()
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    assert e.broadcasts == [('todos created', {'id': 1}, [a.id, b.id, c.id])]
+    for conn in (a, b, c):
+        assert conn.sent == [('todos created', {'id': 1})]
+    assert e.dispatcher._pool is None, 'no filter, so no worker pool should have been started'
+
+
+def test_without_transport_broadcast_each_connection_gets_a_send(env):
+    e = env()
+    a, b = e.connect(), e.connect()
+    e.dispatcher.dispatch('unknown', 'created', {'id': 1})
+    assert a.sent == b.sent == [('unknown created', {'id': 1})]
+
+
+def test_no_connections_is_a_no_op(env):
+    e = env()
+    e.services['todos'] = {'created': lambda d, p: pytest.fail('filter ran without clients')}
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.idle(1)
+
+
+def test_filter_gets_each_connections_own_params_object(env):
+    e = env()
+    seen = []
+
+    def created(data, params):
+        seen.append(params)
+        return data
+    e.services['todos'] = {'created': created}
+    a, b = e.connect(user='a'), e.connect(user='b')
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.idle()
+    assert sorted(id(p) for p in seen) == sorted([id(a.params), id(b.params)])
+
+
+@pytest.mark.parametrize('style', ['return', 'callback'])
+def test_filter_results_true_changed_copy_and_js_falsy(env, style):
+    e = env()
+    outcomes = {'same': True, 'copy': {'changed': True}, 'none': None, 'false': False,
+                'zero': 0, 'empty': '', 'list': [], 'dict': {}}
+
+    if style == 'return':
+        def created(data, params):
+            return outcomes[params['kind']]
+    else:
+        def created(data, params, callback):
+            threading.Thread(target=callback, args=(None, outcomes[params['kind']])).start()
+    e.services['todos'] = {'created': created}
+    conns = {kind: e.connect(kind=kind) for kind in outcomes}
+    e.dispatcher.dispatch('todos', 'created', {'id': 7})
+    e.idle()
+    got = {kind: conn.events('todos created') for kind, conn in conns.items()}
+    assert got == {'same': [{'id': 7}], 'copy': [{'changed': True}], 'none': [], 'false': [],
+                   'zero': [], 'empty': [], 'list': [[]], 'dict': [{}]}
+
+
+def test_raising_filter_skips_only_that_client_and_is_logged(env, caplog):
+    e = env()
+
+    def created(data, params):
+        if params['bad']:
+            raise RuntimeError('boom in filter')
+        return data
+    e.services['todos'] = {'created': created}
+    conns = [e.connect(bad=(i == 1)) for i in range(4)]
+    with caplog.at_level(logging.ERROR, logger='flask_feathers.dispatch'):
+        e.dispatcher.dispatch('todos', 'created', {'id': 1})
+        e.dispatcher.dispatch('todos', 'created', {'id': 2})
+        e.idle()
+    assert conns[1].sent == []
+    for i in (0, 2, 3):
+        assert conns[i].events() == [{'id': 1}, {'id': 2}]
+    assert 'boom in filter' in caplog.text and conns[1].id in caplog.text
+
+
+def test_callback_error_skips_that_client(env):
+    e = env()
+
+    def created(data, params, callback):
+        callback(ValueError('nope') if params['bad'] else None, data)
+    e.services['todos'] = {'created': created}
+    good, bad = e.connect(bad=False), e.connect(bad=True)
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.idle()
+    assert good.events() == [{'id': 1}] and bad.sent == []
+
+
+@pytest.mark.parametrize('style', ['sleeps', 'never_calls_back'])
+def test_slow_filter_is_skipped_after_timeout_others_are_prompt(env, caplog, style):
+    e = env(workers=4, filter_timeout=0.5)
+    release = threading.Event()
+
+    if style == 'sleeps':
+        def created(data, params):
+            if params['slow']:
+                release.wait(5)  # far past the timeout
+            return data
+    else:
+        def created(data, params, callback):
+            if not params['slow']:
+                callback(None, data)
+    e.services['todos'] = {'created': created}
+    slow = e.connect(slow=True)
+    fast = [e.connect(slow=False) for _ in range(3)]
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger='flask_feathers.dispatch'):
+        e.dispatcher.dispatch('todos', 'created', {'id': 1})
+        for conn in fast:
+            conn.wait_for(1, timeout=2)
+        prompt = time.monotonic() - start
+        e.idle(3)
+        skipped_after = time.monotonic() - start
+    release.set()
+    assert prompt < 0.3, f'fast clients waited {prompt:.2f} s for a slow filter elsewhere'
+    assert 0.45 <= skipped_after < 2.0
+    assert slow.sent == []
+    assert 'took longer than 0.5 s' in caplog.text or 'callback within 0.5 s' in caplog.text
+
+
+def test_slow_client_gets_later_events_after_its_skipped_one(env, caplog):
+    e = env(workers=4, filter_timeout=0.3)
+
+    def created(data, params):
+        if data['id'] == 1:
+            time.sleep(0.5)  # the slowness under test: outlives the 0.3 s timeout
+        return data
+    e.services['todos'] = {'created': created}
+    conn = e.connect()
+    start = time.monotonic()
+    for i in range(1, 4):
+        e.dispatcher.dispatch('todos', 'created', {'id': i})
+    conn.wait_for(2, timeout=3)
+    assert time.monotonic() - start < 1.5
+    e.idle()
+    assert conn.events() == [{'id': 2}, {'id': 3}]
+    assert 'took longer than 0.3 s' in caplog.text
+
+
+def test_a_hung_filter_leaves_a_bounded_lane(env, caplog):
+    e = env(workers=2, filter_timeout=0.2)
+    release = threading.Event()
+
+    def created(data, params):
+        if data['id'] == 0:
+            release.wait(10)
+        return data
+    e.services['todos'] = {'created': created}
+    conn = e.connect()
+    try:
+        for i in range(5):
+            e.dispatcher.dispatch('todos', 'created', {'id': i})
+        start = time.monotonic()
+        e.idle(3)  # every slot is skipped within about two timeouts
+        assert time.monotonic() - start < 1.0
+        assert conn.sent == [] and list(conn.lane) == []
+    finally:
+        release.set()
+    assert 'waited 0.2 s behind a filter that timed out' in caplog.text
+
+
+def test_order_per_connection_with_parallel_random_filters(env):
+    e = env(workers=8)
+    rnd = random.Random(1234)
+    delays = [rnd.uniform(0, 0.003) for _ in range(4096)]
+    counter = iter(range(1 << 30))
+
+    def created(data, params):
+        time.sleep(delays[next(counter) % len(delays)])
+        if params['n'] == 2 and data['i'] % 3 == 0:
+            return False  # this client filters some out: the rest must stay in order
+        return dict(data, to=params['n'])
+    e.services['todos'] = {'created': created}
+    conns = [e.connect(n=n) for n in range(4)]
+    for i in range(200):
+        e.dispatcher.dispatch('todos', 'created', {'i': i})
+    e.idle(20)
+    for n, conn in enumerate(conns):
+        expected = [i for i in range(200) if not (n == 2 and i % 3 == 0)]
+        assert [d['i'] for d in conn.events()] == expected, f'client {n} out of order'
+        assert all(d['to'] == n for d in conn.events())
+
+
+def test_unfiltered_event_queues_behind_pending_filtered_ones(env):
+    e = env(workers=2)
+    e.record_broadcasts()
+    gate = threading.Event()
+
+    def created(data, params):
+        gate.wait(5)
+        return data
+    e.services['todos'] = {'created': created}  # filtered
+    e.services['notes'] = {'create': lambda d, p: d}  # not filtered
+    conn = e.connect()
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.dispatcher.dispatch('notes', 'created', {'id': 2})
+    assert conn.sent == [], 'the unfiltered event overtook a pending filtered one'
+    assert e.broadcasts == [], 'a connection with a busy lane must not take the fast path'
+    gate.set()
+    e.idle()
+    assert conn.sent == [('todos created', {'id': 1}), ('notes created', {'id': 2})]
+
+
+def test_custom_event_is_filtered_like_the_rest(env):
+    e = env()
+    e.services['chat'] = {'typing': lambda data, params: data if params['room'] == data['room']
+                          else None}
+    a, b = e.connect(room=1), e.connect(room=2)
+    e.dispatcher.dispatch('chat', 'typing', {'room': 2, 'who': 'x'})
+    e.idle()
+    assert a.sent == [] and b.sent == [('chat typing', {'room': 2, 'who': 'x'})]
+
+
+def test_disconnect_during_dispatch_is_quiet_and_releases_waiters(env, caplog):
+    e = env(workers=4)
+    entered = threading.Event()
+    gate = threading.Event()
+
+    def created(data, params):
+        if params['leaving']:
+            entered.set()
+            gate.wait(5)
+        return data
+    e.services['todos'] = {'created': created}
+    leaving, staying = e.connect(leaving=True), e.connect(leaving=False)
+    with caplog.at_level(logging.WARNING):
+        e.dispatcher.dispatch('todos', 'created', {'id': 1})
+        e.dispatcher.dispatch('todos', 'created', {'id': 2})
+        assert entered.wait(2)
+        e.registry.remove(leaving.id)
+        # the leaving client's pending deliveries no longer count: idle while its filter still runs
+        e.idle(2)
+        gate.set()
+    assert leaving.sent == []
+    assert staying.events() == [{'id': 1}, {'id': 2}]
+    assert not [r for r in caplog.records if r.name.startswith('flask_feathers')], caplog.text
+
+
+def test_send_failure_is_isolated(env, caplog):
+    e = env()
+    e.services['todos'] = {'created': lambda d, p: d}
+    broken = e.connect()
+
+    def boom(name, data):
+        raise OSError('socket closed')
+    broken.send = boom
+    ok = e.connect()
+    with caplog.at_level(logging.ERROR):
+        e.dispatcher.dispatch('todos', 'created', {'id': 1})
+        e.idle()
+    assert ok.events() == [{'id': 1}]
+    assert 'socket closed' in caplog.text
+
+
+def test_broadcast_failure_is_logged_not_raised(env, caplog):
+    e = env()
+
+    def broadcast(name, data, conns):
+        raise RuntimeError('transport down')
+    e.dispatcher.add_transport('test', broadcast)
+    e.connect()
+    with caplog.at_level(logging.ERROR):
+        e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    assert 'transport down' in caplog.text
+
+
+def test_connections_added_later_get_later_events_only(env):
+    e = env()
+    e.services['todos'] = {'created': lambda d, p: d}
+    first = e.connect()
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    second = e.connect()
+    e.dispatcher.dispatch('todos', 'created', {'id': 2})
+    e.idle()
+    assert first.events() == [{'id': 1}, {'id': 2}]
+    assert second.events() == [{'id': 2}]
+
+
+def test_wait_idle_times_out_while_a_filter_runs(env):
+    e = env(filter_timeout=5)
+    gate = threading.Event()
+    e.services['todos'] = {'created': lambda d, p: gate.wait(5) and d}
+    conn = e.connect()
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    assert e.dispatcher.wait_idle(0.05) is False
+    gate.set()
+    e.idle()
+    assert conn.events() == [{'id': 1}]
+
+
+def test_invalid_settings_are_explained():
+    with pytest.raises(ValueError, match='FEATHERS_FILTER_WORKERS'):
+        Dispatcher(ConnectionRegistry(), lambda p: None, workers=0)
+    with pytest.raises(ValueError, match='FEATHERS_FILTER_TIMEOUT'):
+        Dispatcher(ConnectionRegistry(), lambda p: None, filter_timeout=0)
+
+
+def test_apply_filter_rules():
+    data = {'id': 1}
+    assert apply_filter(lambda d, p: True, data, {}) == (True, data)
+    assert apply_filter(lambda d, p: {'x': 1}, data, {}) == (True, {'x': 1})
+    assert apply_filter(lambda d, p: 0, data, {}) == (False, None)
+    assert apply_filter(lambda d, p, cb: cb(None, d), data, {}) == (True, data)
+    with pytest.raises(KeyError):
+        apply_filter(lambda d, p: p['user'], data, {})
+
+
+def test_a_client_with_a_hanging_filter_does_not_starve_the_others(env):
+    # Its filter hangs on every event; with a pool of 2 it must not take both workers and make
+    # the other clients miss events.
+    e = env(workers=2, filter_timeout=0.3)
+    release = threading.Event()
+
+    def created(data, params):
+        if params['stuck']:
+            release.wait(10)
+        return data
+    e.services['todos'] = {'created': created}
+    stuck = e.connect(stuck=True)
+    others = [e.connect(stuck=False) for _ in range(2)]
+    try:
+        start = time.monotonic()
+        for i in range(4):
+            e.dispatcher.dispatch('todos', 'created', {'id': i})
+        for conn in others:
+            conn.wait_for(4, timeout=3)
+        assert time.monotonic() - start < 0.25, 'healthy clients waited for the hung filter'
+    finally:
+        release.set()
+    e.idle()
+    for conn in others:
+        assert conn.events() == [{'id': i} for i in range(4)]
+    assert [d['id'] for d in stuck.events()] == sorted(d['id'] for d in stuck.events())
