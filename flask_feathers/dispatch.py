@@ -80,19 +80,39 @@ def apply_filter(filt: Callable[..., Any], data: Any, params: Dict[str, Any],
     return True, result
 
 
+class _Work:
+    """The filters still to run for one event: (connection, slot) pairs, drained by one worker
+    (more when the watchdog adds some). A connection whose filter for an earlier event was still
+    running joins when that one finishes, so a burst of events is filtered, and sent, event by
+    event in groups rather than one task per connection."""
+
+    __slots__ = ('items', 'name', 'data', 'lock', 'consumers')
+
+    def __init__(self, name: str, data: Any) -> None:
+        self.items: Deque[Tuple[Connection, '_Slot']] = collections.deque()
+        self.name = name
+        self.data = data
+        self.lock = threading.Lock()
+        #: workers draining ``items`` now
+        self.consumers = 0
+
+
 class _Slot:
     """One event for one connection, in that connection's lane."""
 
-    __slots__ = ('state', 'name', 'data', 'filt', 'started')
+    __slots__ = ('state', 'name', 'data', 'filt', 'started', 'work')
 
     def __init__(self, name: str, state: int = _PENDING, data: Any = None,
-                 filt: Optional[Callable[..., Any]] = None) -> None:
+                 filt: Optional[Callable[..., Any]] = None,
+                 work: Optional[_Work] = None) -> None:
         self.name = name
         self.state = state
         #: the event data until the filter ran, then what to send
         self.data = data
         self.filt = filt
         self.started = False
+        #: the event's queue of filters to run
+        self.work = work
 
 
 class _Outbox:
@@ -100,7 +120,7 @@ class _Outbox:
 
     __slots__ = ('lock', 'items', 'name', 'data', 'work', 'running_since', 'current', 'rescued')
 
-    def __init__(self, name: str, data: Any, work: Deque[Tuple[Connection, _Slot]]) -> None:
+    def __init__(self, name: str, data: Any, work: _Work) -> None:
         self.lock = threading.Lock()
         self.items: List[Tuple[Connection, _Slot]] = []
         self.name = name
@@ -245,27 +265,33 @@ class Dispatcher:
     # -- filtered path ---------------------------------------------------------------------------
     def _filter(self, filt: Callable[..., Any], name: str, data: Any,
                 connections: Sequence[Connection]) -> None:
+        work = _Work(name, data)
         batch: List[Tuple[Connection, _Slot]] = []
         for conn in connections:
             if conn.connected:
-                batch.append((conn, _Slot(name, data=data, filt=filt)))
+                batch.append((conn, _Slot(name, data=data, filt=filt, work=work)))
         if not batch:
             return
         with self._idle:
             self._pending += len(batch)
         behind_stuck: List[Tuple[Connection, _Slot]] = []
-        work: Deque[Tuple[Connection, _Slot]] = collections.deque()
+        # One queue per event, drained by one worker: a task per connection costs more than most
+        # filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a slow
+        # filter holds back only its own client. The worker starts once the queue is filled.
+        with work.lock:
+            work.consumers += 1
         for conn, slot in batch:
             with conn.lock:
                 conn.lane.append(slot)
                 if self._is_stuck(conn):
                     behind_stuck.append((conn, slot))
-                self._pump(conn, work)
-        if work:
-            # One queue per event, drained by one worker: a task per connection costs more than
-            # most filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a
-            # slow filter holds back only its own client.
-            self._get_pool().submit(self._consume, work, name, data)
+                self._pump(conn)
+        with work.lock:
+            start = bool(work.items)
+            if not start:  # every client still filters an earlier event: they join later
+                work.consumers -= 1
+        if start:
+            self._get_pool().submit(self._consume, work)
         if behind_stuck:
             self._add_deadline(time.monotonic() + self.filter_timeout, behind_stuck, _WAITING)
 
@@ -275,35 +301,39 @@ class Dispatcher:
         slot = self._busy.get(conn)
         return slot is not None and slot.state != _PENDING
 
-    def _pump(self, conn: Connection,
-              work: Optional[Deque[Tuple[Connection, _Slot]]] = None) -> None:
-        """Start the filter of ``conn``'s first unfiltered slot unless one is in the pool already
-        (caller holds ``conn.lock``): queue it on ``work`` when given, else submit it alone."""
+    def _pump(self, conn: Connection) -> None:
+        """Queue the filter of ``conn``'s first unfiltered slot on its event's work unless one is
+        in the pool already (caller holds ``conn.lock``); start a worker for that work when none
+        drains it."""
         if conn in self._busy or not conn.connected:
             return
         for slot in conn.lane:
             if slot.state == _PENDING and not slot.started:
                 self._busy[conn] = slot
-                if work is not None:
-                    work.append((conn, slot))
-                else:
-                    self._get_pool().submit(self._run_filter, conn, slot)
+                work = slot.work
+                with work.lock:
+                    work.items.append((conn, slot))
+                    if work.consumers:
+                        return
+                    work.consumers = 1
+                self._get_pool().submit(self._consume, work)
                 return
 
-    def _consume(self, work: Deque[Tuple[Connection, _Slot]], name: str, data: Any) -> None:
+    def _consume(self, work: _Work) -> None:
         """Run the filters queued on ``work`` until it is empty (several workers may share it);
-        deliveries of ``data`` unchanged go out in groups."""
-        box = _Outbox(name, data, work)
+        deliveries of the event's data unchanged go out in groups."""
+        box = _Outbox(work.name, work.data, work)
         with self._watch:
             self._outboxes.add(box)
             self._ensure_watchdog()
             self._watch.notify()
         try:
             while True:
-                try:
-                    conn, slot = work.popleft()
-                except IndexError:
-                    return
+                with work.lock:
+                    if not work.items:
+                        work.consumers -= 1
+                        return
+                    conn, slot = work.items.popleft()
                 box.current = (conn, slot)
                 box.running_since = time.monotonic()
                 self._run_filter(conn, slot, box)
@@ -458,9 +488,14 @@ class Dispatcher:
             if current is not None and now - since >= self.filter_timeout:
                 self._time_out(*current)
             self._flush(box)
-            if box.work and not box.rescued:
-                box.rescued = True
-                self._get_pool().submit(self._consume, box.work, box.name, box.data)
+            work = box.work
+            if not box.rescued:
+                with work.lock:
+                    if not work.items:
+                        continue
+                    box.rescued = True
+                    work.consumers += 1
+                self._get_pool().submit(self._consume, work)
 
     def _watch_loop(self) -> None:
         while not self._closed:

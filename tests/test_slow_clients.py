@@ -48,6 +48,19 @@ def wait_gone(api, count, what):
     assert gone.wait(20), f'{what} was not dropped (still {len(api.state.connections)} connected)'
 
 
+def assert_socket_ends(sock, what):
+    """The server shut the socket down: once the client reads what was buffered, it sees the end
+    (a server thread left blocked on the socket would keep it open)."""
+    sock.settimeout(10)
+    try:
+        while sock.recv(65536):
+            pass
+    except socket.timeout:
+        pytest.fail(f'the server never closed the socket of {what}')
+    except ConnectionResetError:
+        pass
+
+
 @pytest.fixture
 def slow_app():
     app = Flask('slow')
@@ -76,6 +89,7 @@ def test_a_primus_client_that_stops_reading_is_dropped(slow_app, live_server):
         assert len(api.state.connections) == 1
         flood(api)
         wait_gone(api, 0, 'the Primus client that stopped reading')
+        assert_socket_ends(sock, 'the dropped Primus client')
     finally:
         sock.close()
 
@@ -91,5 +105,6 @@ def test_a_socketio_client_that_stops_reading_is_dropped(slow_app, live_server):
         assert connected.wait(10) or len(api.state.connections) == 1, 'never connected'
         flood(api)
         wait_gone(api, 0, 'the Socket.IO client that stopped reading')
+        assert_socket_ends(sock, 'the dropped Socket.IO client')
     finally:
         sock.close()

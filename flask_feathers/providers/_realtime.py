@@ -179,6 +179,15 @@ def websocket_environ(environ: Dict[str, Any], compression: bool = False) -> Dic
     return environ
 
 
+def shutdown_socket(sock: Any) -> None:
+    """Shut a client's TCP socket down (both ways), ignoring one already gone: wakes a writer
+    stuck in a blocking send to a client that stopped reading, and a reader waiting for it."""
+    try:
+        sock.shutdown(_socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+
+
 def over_connect_rate(rate: Any, address: Optional[str]) -> Optional[errors.FeathersError]:
     """TooManyRequests when ``address`` is over ``FEATHERS_CONNECT_RATE`` (``rate`` is the
     state's :class:`~flask_feathers.connections.ConnectRate` or None), else None."""

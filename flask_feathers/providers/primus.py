@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import secrets
-import socket as _socket
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
@@ -113,7 +112,7 @@ class Spark(EventEmitter):
                 self._queue_event.notify()
                 # The writer may be stuck in a blocking send and the reader waiting for a frame
                 # (forever with pingInterval 0): shutting the socket down wakes both.
-                _shutdown(getattr(self._ws, 'sock', None))
+                _realtime.shutdown_socket(getattr(self._ws, 'sock', None))
                 return
             self._queue.append(frame)
             self._queue_event.notify()
@@ -405,14 +404,7 @@ def _spark_sender(spark: Spark) -> Callable[[str, Any], None]:
 def _release_socket(environ: Dict[str, Any]) -> None:
     # The HTTP server still holds a reader on this socket and would parse the client's last
     # WebSocket bytes as a new request; shutting the socket down gives it a clean EOF.
-    _shutdown(environ.get('werkzeug.socket') or environ.get('gunicorn.socket'))
-
-
-def _shutdown(sock: Any) -> None:
-    try:
-        sock.shutdown(_socket.SHUT_RDWR)
-    except (OSError, AttributeError):
-        pass
+    _realtime.shutdown_socket(environ.get('werkzeug.socket') or environ.get('gunicorn.socket'))
 
 
 def check_origins(origins: Any) -> Any:

@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 import re
-import socket as _socket
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import flask
@@ -22,7 +22,7 @@ from .. import errors
 from ..connections import Connection
 from ..extension import FeathersState
 from ..service import invoke
-from . import _realtime
+from . import _eio_websocket, _realtime
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,7 @@ def _close_after_websocket(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
         except ConnectionError:
             sock = environ.get('werkzeug.socket')
             if sock is not None and environ.get('HTTP_UPGRADE', '').lower() == 'websocket':
-                try:
-                    sock.shutdown(_socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _realtime.shutdown_socket(sock)
             raise
     app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
     return app
@@ -140,60 +137,6 @@ def _share_message_queue(state: FeathersState, options: Dict[str, Any]) -> None:
     else:
         options['message_queue'] = url
         options['channel'] = channel
-
-
-def _tune_websocket(io: SocketIO, compression: bool) -> None:
-    """Give engineio's threading websocket TCP_NODELAY, no permessage-deflate (unless asked for)
-    and a bounded message size (``max_http_buffer_size`` is only checked once a whole message was
-    buffered), like the Primus provider: PROTOCOL.md section 9.
-
-    ``eio._async`` is the driver table engineio shares between servers of one async mode: this
-    server gets its own copy with its own websocket class.
-    """
-    eio = io.server.eio
-    base = (eio._async or {}).get('websocket')
-    try:
-        from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
-    except ImportError:  # pragma: no cover - another engineio layout: leave it as it is
-        return
-    if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
-        return  # eventlet, gevent, asyncio: not simple-websocket
-
-    class FeathersWebSocket(base):  # type: ignore[misc, valid-type]
-        def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
-            kwargs.setdefault('max_message_size', server.max_http_buffer_size)
-            super().__init__(handler, server, **kwargs)
-
-        def __call__(self, environ: Any, start_response: Any) -> Any:
-            try:
-                return super().__call__(_realtime.websocket_environ(environ, compression),
-                                        start_response)
-            except (ConnectionError, StopIteration):
-                raise  # how a websocket normally ends under Werkzeug / gunicorn
-            except Exception as exc:
-                # engineio decodes each frame outside its own try: an undecodable one ('x', '',
-                # 'b' + bad base64, deep JSON) kills the reader but leaves the engine.io socket,
-                # its writer thread and the Socket.IO connection alive until the ping timeout
-                # (about a minute), so one bad frame per connection piles up zombies.
-                log.info('Socket.IO websocket ended by an unusable frame: %s', str(exc)[:100])
-                self._abort()
-                if getattr(self, 'ws', None) is not None and self.ws.mode == 'gunicorn':
-                    raise StopIteration() from None
-                raise ConnectionError() from None
-
-        def _abort(self) -> None:
-            eio_socket = getattr(self.app, '__self__', None)
-            if eio_socket is not None and not eio_socket.closed:
-                eio_socket.close(wait=False, abort=True,
-                                 reason=eio_socket.server.reason.TRANSPORT_ERROR)
-            ws = getattr(self, 'ws', None)
-            if ws is not None:
-                try:
-                    ws.close()
-                except Exception:
-                    pass
-
-    eio._async = dict(eio._async, websocket=FeathersWebSocket)
 
 
 _EVENT_HEADER = re.compile(r'(?:2|5\d{1,10}-)(?:(/[^,\[{"]*),)?(\d{1,16})')
@@ -265,7 +208,7 @@ class SocketIOProvider:
         max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
         io = FeathersSocketIO(state.app, **options)
         state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
-        _tune_websocket(io, compression)
+        _eio_websocket.tune(io, compression)
         _guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
@@ -273,11 +216,33 @@ class SocketIOProvider:
         application = state.application
         connections = state.connections
 
+        # The sid exists while its connect handler runs, before the client got CONNECT: nothing
+        # may be sent to it until then. python-socketio marks it connected only after sending
+        # CONNECT, and a direct write delivers CONNECT at once, so a client could act on it (a
+        # create whose event it should get) before the server thinks it connected. A connection
+        # is ready once its CONNECT went out; a delivery that races with that waits for it.
+        ready_lock = threading.Lock()
+        send_packet = server._send_packet
+
+        def send_marking_ready(eio_sid: str, pkt: Any) -> None:
+            conn = None
+            if pkt.packet_type == socketio_packet.CONNECT and isinstance(pkt.data, dict):
+                conn = connections.get(pkt.data.get('sid'))
+            if conn is None:
+                return send_packet(eio_sid, pkt)
+            with ready_lock:
+                send_packet(eio_sid, pkt)
+                conn.extra['ready'] = True
+
+        # (Flask-SocketIO's test client replaces _send_packet with its own; is_connected serves.)
+        server._send_packet = send_marking_ready
+
         def is_ready(conn: Connection) -> bool:
-            # The sid exists while its connect handler runs, before the client got CONNECT:
-            # nothing may be sent to it until then.
             if conn.extra.get('ready'):
                 return True
+            with ready_lock:
+                if conn.extra.get('ready'):
+                    return True
             if server.manager.is_connected(conn.id, NAMESPACE):
                 conn.extra['ready'] = True
                 return True
@@ -301,6 +266,9 @@ class SocketIOProvider:
                     eio_socket.close(wait=False, abort=True)
                 except Exception:  # already closing
                     pass
+                # Its writer thread may be stuck in a blocking send, and its reader waiting for
+                # a frame: shutting the socket down ends both (and the client sees the end).
+                _realtime.shutdown_socket(_eio_websocket.raw_socket(eio_socket))
             return False
 
         def send(sid: str, event: str, data: Any) -> None:

@@ -1,0 +1,130 @@
+"""Direct writes to Socket.IO websocket clients (providers/_eio_websocket.py): a packet for a client
+whose queue is empty is written by the sending thread; once the client's socket buffer is full the
+rest goes through engine.io's queue and writer thread, and the client still gets everything, in
+order."""
+import json
+import threading
+
+import pytest
+import socketio as socketio_client
+from flask import Flask
+
+from flask_feathers import Feathers, MemoryService, socketio
+from flask_feathers.testing import wait_for_dispatch
+
+from test_slow_clients import masked_text, raw_upgrade
+
+EVENTS = 300
+BODY = 'y' * 20000
+
+
+@pytest.fixture
+def app():
+    app = Flask('direct')
+    api = Feathers(app)
+    api.configure(socketio(max_queue=10 * EVENTS))
+    api.use('todos', MemoryService(paginate=None))
+    return app
+
+
+@pytest.fixture
+def api(app):
+    return app.extensions['feathers'].api
+
+
+def connected_event(api, count):
+    ready = threading.Event()
+    api.on('connection', lambda conn: ready.set() if len(api.state.connections) >= count else None)
+    return ready
+
+
+def eio_queues(api):
+    return [s.queue for s in api.io.server.eio.sockets.values()]
+
+
+def test_websocket_clients_are_written_directly_polling_ones_through_the_queue(app, api,
+                                                                              live_server):
+    server = live_server(app)
+    got = {'ws': [], 'polling': []}
+    clients = []
+    for name, transports in (('ws', ['websocket']), ('polling', ['polling', 'websocket'])):
+        client = socketio_client.Client()
+        client.on('todos created', lambda data, name=name: got[name].append(data['i']))
+        client.connect(server.url, transports=transports, wait_timeout=10)
+        clients.append(client)
+    try:
+        attached = sorted(q._ws is not None for q in eio_queues(api))
+        assert attached == [False, True], 'only the client that opened as a websocket is direct'
+        with app.app_context():
+            for i in range(50):
+                api.service('todos').create({'i': i})
+        wait_for_dispatch(api, 10)
+        for client in clients:  # an ack round trip after the events: they were all read by then
+            client.call('todos::find', {}, timeout=10)
+        assert got['ws'] == list(range(50))
+        assert got['polling'] == list(range(50))
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def read_frames(sock, count, timeout=20):
+    """Server-to-client websocket frames (unmasked) from a raw socket: ``count`` text payloads."""
+    sock.settimeout(timeout)
+    buf = bytearray()
+
+    def need(n):
+        while len(buf) < n:
+            chunk = sock.recv(1 << 16)
+            assert chunk, f'the server closed the socket after {len(out)} frames'
+            buf.extend(chunk)
+
+    out = []
+    while len(out) < count:
+        need(2)
+        opcode, length, head = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if length == 126:
+            need(4)
+            length, head = int.from_bytes(buf[2:4], 'big'), 4
+        elif length == 127:
+            need(10)
+            length, head = int.from_bytes(buf[2:10], 'big'), 10
+        need(head + length)
+        payload = bytes(buf[head:head + length])
+        del buf[:head + length]
+        assert opcode == 0x1, f'unexpected frame opcode {opcode}'
+        if payload != b'2':  # engine.io's ping, whenever its interval comes round
+            out.append(payload.decode())
+    return out
+
+
+def test_order_is_kept_when_the_socket_buffer_fills_and_drains(app, api, live_server):
+    server = live_server(app)
+    ready = connected_event(api, 1)
+    sock = raw_upgrade(server.port, '/socket.io/?EIO=4&transport=websocket')
+    try:
+        sock.sendall(masked_text('40'))
+        assert ready.wait(10), 'the raw client never connected'
+        # Events reach a client once it got its CONNECT packet: wait for it before the flood.
+        opened, connect = read_frames(sock, 2)
+        assert opened.startswith('0{') and connect.startswith('40'), (opened, connect)
+        (queue,) = eio_queues(api)
+        assert queue._ws is not None, 'the raw websocket client is not written directly'
+        with app.app_context():
+            for i in range(EVENTS):  # 6 MB while the client does not read: never blocks
+                api.service('todos').create({'i': i, 'body': BODY})
+        wait_for_dispatch(api, 20)
+        queued = queue.qsize()
+        assert 0 < queued < EVENTS, (
+            f'{queued} packets queued: the buffer should take the first events directly and '
+            'queue the rest')
+        order = []
+        for frame in read_frames(sock, EVENTS):
+            assert frame.startswith('42'), frame[:40]
+            name, data = json.loads(frame[2:])
+            assert name == 'todos created'
+            assert data['body'] == BODY
+            order.append(data['i'])
+        assert order == list(range(EVENTS))
+    finally:
+        sock.close()
