@@ -343,3 +343,45 @@ def test_unsupported_transformer_and_options_are_refused():
         primus({'pathnme': '/x'})
     with pytest.raises(TypeError):
         primus('websockets')
+
+
+def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_server):
+    """A frame for a spark with nothing queued is written by the sending thread; once the client's
+    socket buffer is full the rest queues for the writer thread. The client still gets every
+    event, in order."""
+    from flask_feathers import MemoryService
+    from flask_feathers.testing import wait_for_dispatch
+
+    from _raw_ws import raw_upgrade, read_frames
+
+    app = Flask('primus_direct')
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets', 'pingInterval': 0, 'maxQueue': 3000}))
+    api.use('todos', MemoryService(paginate=None))
+    started = threading.Event()
+    api.primus.on('connection', lambda spark: started.set())
+    server = live_server(app)
+    sock = raw_upgrade(server.port, '/primus')
+    body, count = 'z' * 20000, 300
+    try:
+        assert started.wait(10), 'the spark never started'
+        (spark,) = api.primus.sparks.values()
+        assert spark._direct, 'a spark on a plain blocking socket is written directly'
+        with app.app_context():
+            for i in range(count):  # 6 MB while the client does not read: never blocks
+                api.service('todos').create({'i': i, 'body': body})
+        wait_for_dispatch(api, 20)
+        queued = len(spark._queue)
+        assert 0 < queued < count, (
+            f'{queued} frames queued: the buffer should take the first events directly and '
+            'queue the rest')
+        order = []
+        for frame in read_frames(sock, count):
+            packet = json.loads(frame)
+            name, data = packet['data']
+            assert name == 'todos created'
+            assert data['body'] == body
+            order.append(data['i'])
+        assert order == list(range(count))
+    finally:
+        sock.close()

@@ -1,7 +1,5 @@
 """A client that stops reading is dropped once its queue is full, on both socket transports,
 instead of growing the server's memory (and even with Primus pings turned off)."""
-import base64
-import os
 import socket
 import threading
 
@@ -11,33 +9,9 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, primus, socketio
 from flask_feathers.testing import wait_for_dispatch
 
+from _raw_ws import masked_text, raw_upgrade
+
 BIG = 'x' * 60000
-
-
-def raw_upgrade(port, path):
-    """A WebSocket handshake on a plain TCP socket with a tiny receive buffer; then never read."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(('127.0.0.1', port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f'GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n'
-                  f'Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n'
-                  f'Sec-WebSocket-Version: 13\r\n\r\n').encode())
-    head = b''
-    while b'\r\n\r\n' not in head:
-        chunk = sock.recv(1)
-        assert chunk, 'handshake refused'
-        head += chunk
-    assert head.startswith(b'HTTP/1.1 101'), head
-    return sock
-
-
-def masked_text(text):
-    payload = text.encode()
-    mask = os.urandom(4)
-    assert len(payload) < 126
-    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
-        b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def wait_gone(api, count, what):

@@ -26,26 +26,12 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import socket as _socket
 import threading
 from typing import Any, Optional
-
-from wsproto.events import BytesMessage, TextMessage
 
 from . import _realtime
 
 log = logging.getLogger(__name__)
-
-_CAN_SEND_NOW = hasattr(_socket, 'MSG_DONTWAIT')
-
-
-class _Rest(bytes):
-    """The unwritten tail of a websocket frame a direct write could only partly send: engine.io's
-    writer thread writes it (raw, already framed) before anything queued after it."""
-
-    def encode(self) -> '_Rest':  # engine.io's writer calls ``ws.send(packet.encode())``
-        return self
-
 
 class DirectQueue(queue.Queue):
     """One client's engine.io packet queue, with direct writes once :meth:`attach` gave it the
@@ -87,29 +73,15 @@ class DirectQueue(queue.Queue):
             super().put(item, block, timeout)
 
     @staticmethod
-    def frame(ws: Any, data: Any) -> bytes:
-        """One websocket message as wire bytes (caller holds ``_write_lock``: framing, and
-        compression when on, keep state in the connection)."""
-        event = BytesMessage(data=data) if isinstance(data, bytes) else TextMessage(data=str(data))
-        return ws.ws.send(event)
-
-    def _write_now(self, ws: Any, item: Any) -> Any:
+    def _write_now(ws: Any, item: Any) -> Any:
         """Write ``item`` (an engine.io packet) without blocking: None when all of it went out,
         else what to queue for the writer thread: the unwritten rest of its frame, or ``item``
         itself when it could not be framed (caller holds ``_write_lock``)."""
         try:
-            frame = self.frame(ws, item.encode())
+            rest = _realtime.write_now(ws, item.encode())
         except Exception:  # closing: engine.io's writer meets the same state and ends
             return item
-        try:
-            sent = ws.sock.send(frame, _socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            # The connection is broken: engine.io's writer meets the same error on this frame,
-            # ends, and engine.io closes the socket as it always does.
-            sent = 0
-        return None if sent == len(frame) else _Rest(frame[sent:])
+        return rest or None
 
     def detach(self) -> None:
         """Stop direct writes (the websocket is closing): from now on packets only queue."""
@@ -139,9 +111,7 @@ def _start(handler: Any, wrapper: Any) -> Any:
     pending = getattr(eio_socket, 'queue', None)
     if isinstance(pending, DirectQueue):
         pending.websocket = wrapper.ws
-        sock = getattr(wrapper.ws, 'sock', None)
-        if (_CAN_SEND_NOW and not eio_socket.connected and type(sock) is _socket.socket
-                and sock.gettimeout() is None):
+        if not eio_socket.connected and _realtime.can_write_now(wrapper.ws):
             # Opened as a websocket (not an upgrade from polling) on a plain blocking socket.
             pending.attach(wrapper.ws)
             wrapper._direct = pending
@@ -184,11 +154,11 @@ def tune(io: Any, compression: bool) -> None:
                 ws = self.ws
                 if not ws.connected:
                     raise OSError('websocket closed')
-                if isinstance(message, _Rest):
+                if isinstance(message, _realtime.Rest):
                     frame: bytes = message
                 else:
                     with direct._write_lock:
-                        frame = direct.frame(ws, message)
+                        frame = _realtime.frame_message(ws, message)
                 ws.sock.sendall(frame)
             finally:
                 with direct._write_lock:

@@ -79,7 +79,11 @@ class Spark(EventEmitter):
         self.query = req.args
         self.feathers = req.feathers
         self._ws: Any = None
-        self._queue: Deque[Optional[str]] = collections.deque()
+        #: frames are written by the sending thread while nothing is queued (see write_frame)
+        self._direct = False
+        #: the writer thread is writing a frame it took off the queue
+        self._writing = False
+        self._queue: Deque[Any] = collections.deque()  # frames, Rest tails, None to stop
         self._queue_event = threading.Condition()
         self._acks: Dict[int, Callable[..., Any]] = {}
         self._ack_ids = iter(range(1, proto.MAX_ACK_ID))
@@ -91,7 +95,9 @@ class Spark(EventEmitter):
 
     def _start(self, ws: Any) -> None:
         # Frames queued between registration and the handshake go out first, in order.
-        self._ws = ws
+        with self._queue_event:
+            self._ws = ws
+            self._direct = _realtime.can_write_now(ws)
         self._writer.start()
 
     def __repr__(self) -> str:
@@ -114,6 +120,18 @@ class Spark(EventEmitter):
                 # (forever with pingInterval 0): shutting the socket down wakes both.
                 _realtime.shutdown_socket(getattr(self._ws, 'sock', None))
                 return
+            if self._direct and not self._queue and not self._writing:
+                # Nothing queued or being written: write it now, without blocking, and save
+                # waking the writer thread (what a fan-out to hundreds of clients costs). What
+                # the socket's buffer does not take goes to the writer thread, first in line.
+                try:
+                    rest = _realtime.write_now(self._ws, frame)
+                except Exception:  # closing: the writer thread meets the same state
+                    pass
+                else:
+                    if not rest:
+                        return
+                    frame = rest
             self._queue.append(frame)
             self._queue_event.notify()
 
@@ -146,13 +164,21 @@ class Spark(EventEmitter):
                 while not self._queue:
                     self._queue_event.wait()
                 frame = self._queue.popleft()
+                self._writing = frame is not None
             if frame is None:
                 break
             try:
-                ws.send(frame)
+                # Blocking, and without the lock: no direct write happens while _writing.
+                if isinstance(frame, _realtime.Rest):
+                    ws.sock.sendall(frame)
+                else:
+                    ws.send(frame)
             except Exception:
                 self.open = False
                 break
+            finally:
+                with self._queue_event:
+                    self._writing = False
         try:
             ws.close()
         except Exception:
