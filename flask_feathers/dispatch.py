@@ -12,6 +12,11 @@ Rules (PROTOCOL.md section 6):
 * Every connection receives events in the order they were dispatched. Each connection has a *lane*:
   a queue of slots in dispatch order; a slot is filled when its filter finishes (or times out) and
   the lane is drained from its head, so a slow filter holds back only its own client.
+* Each event's filters form one queue, drained in groups by one worker loop that takes the events'
+  queues in turn (more threads on one GIL only slow a burst down); a connection whose filter for an
+  earlier event finishes joins the queue of its next one. When a filter holds a worker for
+  ``GROUP_HOLD``, the watchdog starts another loop for the rest, so a slow filter delays only its
+  own client.
 * A connection has at most one filter in the pool at a time (its lane's first unfiltered slot), so
   a client whose filter hangs occupies one worker, never the whole pool: the other clients keep
   their events. Filters of different clients run in parallel.
@@ -168,6 +173,12 @@ class Dispatcher:
         self._watchdog: Optional[threading.Thread] = None
         self._watch = threading.Condition()
         self._outboxes: set = set()
+        #: works with filters to run and no worker yet, oldest first; taken by _run_queue loops
+        self._runnable: Deque[_Work] = collections.deque()
+        self._sched_lock = threading.Lock()
+        #: _run_queue loops running: one drains every event's work in turn (more threads on one
+        #: GIL only slow a burst down); the watchdog adds one when a filter holds a worker
+        self._loops = 0
         self._closed = False
         connections.on('disconnect', self._forget)
 
@@ -265,41 +276,40 @@ class Dispatcher:
     # -- filtered path ---------------------------------------------------------------------------
     def _filter(self, filt: Callable[..., Any], name: str, data: Any,
                 connections: Sequence[Connection]) -> None:
-        work = _Work(name, data)
-        batch: List[Tuple[Connection, _Slot]] = []
-        for conn in connections:
-            if conn.connected:
-                batch.append((conn, _Slot(name, data=data, filt=filt, work=work)))
-        if not batch:
+        conns = [conn for conn in connections if conn.connected]
+        if not conns:
             return
         with self._idle:
-            self._pending += len(batch)
+            self._pending += len(conns)
         behind_stuck: List[Tuple[Connection, _Slot]] = []
         # One queue per event, drained by one worker: a task per connection costs more than most
         # filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a slow
-        # filter holds back only its own client. The worker starts once the queue is filled.
-        with work.lock:
-            work.consumers += 1
-        for conn, slot in batch:
+        # filter holds back only its own client. The queue is scheduled once it is filled (until
+        # then it counts as taken, so _pump of other threads only adds to it).
+        work = _Work(name, data)
+        work.consumers = 1
+        items, busy = work.items, self._busy
+        for conn in conns:
+            slot = _Slot(name, _PENDING, data, filt, work)
             with conn.lock:
                 conn.lane.append(slot)
-                if self._is_stuck(conn):
+                running = busy.get(conn)
+                if running is None:
+                    if conn.connected:  # the first unfiltered slot: earlier ones all ran
+                        busy[conn] = slot
+                        items.append((conn, slot))
+                elif running.state != _PENDING:  # its filter in the pool was skipped, still runs
                     behind_stuck.append((conn, slot))
-                self._pump(conn)
         with work.lock:
-            start = bool(work.items)
-            if not start:  # every client still filters an earlier event: they join later
-                work.consumers -= 1
-        if start:
-            self._get_pool().submit(self._consume, work)
+            work.consumers = 0
+            if work.items:
+                work.consumers = 1
+            else:  # every client still filters an earlier event: they join later
+                work = None
+        if work is not None:
+            self._schedule(work)
         if behind_stuck:
             self._add_deadline(time.monotonic() + self.filter_timeout, behind_stuck, _WAITING)
-
-    def _is_stuck(self, conn: Connection) -> bool:
-        """Whether ``conn``'s filter in the pool was already skipped but still runs (caller holds
-        ``conn.lock``)."""
-        slot = self._busy.get(conn)
-        return slot is not None and slot.state != _PENDING
 
     def _pump(self, conn: Connection) -> None:
         """Queue the filter of ``conn``'s first unfiltered slot on its event's work unless one is
@@ -316,8 +326,27 @@ class Dispatcher:
                     if work.consumers:
                         return
                     work.consumers = 1
-                self._get_pool().submit(self._consume, work)
+                self._schedule(work)
                 return
+
+    def _schedule(self, work: _Work) -> None:
+        """Queue ``work`` (already counted as taken) for a worker loop; start one if none runs."""
+        with self._sched_lock:
+            self._runnable.append(work)
+            if self._loops:
+                return
+            self._loops += 1
+        self._get_pool().submit(self._run_queue)
+
+    def _run_queue(self) -> None:
+        """A worker loop: drain the runnable works in turn until none is left."""
+        while True:
+            with self._sched_lock:
+                if not self._runnable:
+                    self._loops -= 1
+                    return
+                work = self._runnable.popleft()
+            self._consume(work)
 
     def _consume(self, work: _Work) -> None:
         """Run the filters queued on ``work`` until it is empty (several workers may share it);
@@ -325,8 +354,9 @@ class Dispatcher:
         box = _Outbox(work.name, work.data, work)
         with self._watch:
             self._outboxes.add(box)
-            self._ensure_watchdog()
-            self._watch.notify()
+            if len(self._outboxes) == 1:  # the watchdog polls while there are outboxes
+                self._ensure_watchdog()
+                self._watch.notify()
         try:
             while True:
                 with work.lock:
@@ -488,14 +518,23 @@ class Dispatcher:
             if current is not None and now - since >= self.filter_timeout:
                 self._time_out(*current)
             self._flush(box)
+            if box.rescued:
+                continue
+            # This worker is held by a filter: another one takes over the rest of its event's
+            # queue and the events queued behind it.
+            box.rescued = True
             work = box.work
-            if not box.rescued:
-                with work.lock:
-                    if not work.items:
-                        continue
-                    box.rescued = True
+            with work.lock:
+                take_over = bool(work.items)
+                if take_over:
                     work.consumers += 1
-                self._get_pool().submit(self._consume, work)
+            with self._sched_lock:
+                if take_over:
+                    self._runnable.appendleft(work)
+                if not self._runnable:
+                    continue
+                self._loops += 1
+            self._get_pool().submit(self._run_queue)
 
     def _watch_loop(self) -> None:
         while not self._closed:
