@@ -123,7 +123,8 @@ class _Slot:
 class _Outbox:
     """What one worker filtered for one event and sends as a group (see :data:`GROUP_HOLD`)."""
 
-    __slots__ = ('lock', 'items', 'name', 'data', 'work', 'running_since', 'current', 'rescued')
+    __slots__ = ('lock', 'items', 'name', 'data', 'work', 'running_since', 'current', 'rescued',
+                 'finished')
 
     def __init__(self, name: str, data: Any, work: _Work) -> None:
         self.lock = threading.Lock()
@@ -135,7 +136,10 @@ class _Outbox:
         self.running_since: Optional[float] = None
         #: the (connection, slot) whose filter runs now; the watchdog times it out
         self.current: Optional[Tuple[Connection, _Slot]] = None
+        #: the watchdog replaced this worker's loop (it ends after its filter); under _sched_lock
         self.rescued = False
+        #: the worker's loop went on past this outbox; under _sched_lock
+        self.finished = False
 
 
 class Dispatcher:
@@ -340,15 +344,23 @@ class Dispatcher:
 
     def _run_queue(self) -> None:
         """A worker loop: drain the runnable works in turn until none is left."""
+        with self._sched_lock:
+            if not self._runnable:
+                self._loops -= 1
+                return
+            work = self._runnable.popleft()
         while True:
+            box = self._consume(work)
             with self._sched_lock:
+                if box.rescued:
+                    return  # held by a filter meanwhile: the loop that took over goes on
+                box.finished = True
                 if not self._runnable:
                     self._loops -= 1
                     return
                 work = self._runnable.popleft()
-            self._consume(work)
 
-    def _consume(self, work: _Work) -> None:
+    def _consume(self, work: _Work) -> _Outbox:
         """Run the filters queued on ``work`` until it is empty (several workers may share it);
         deliveries of the event's data unchanged go out in groups."""
         box = _Outbox(work.name, work.data, work)
@@ -362,7 +374,7 @@ class Dispatcher:
                 with work.lock:
                     if not work.items:
                         work.consumers -= 1
-                        return
+                        return box
                     conn, slot = work.items.popleft()
                 box.current = (conn, slot)
                 box.running_since = time.monotonic()
@@ -518,19 +530,19 @@ class Dispatcher:
             if current is not None and now - since >= self.filter_timeout:
                 self._time_out(*current)
             self._flush(box)
-            if box.rescued:
-                continue
-            # This worker is held by a filter: another one takes over the rest of its event's
-            # queue and the events queued behind it.
-            box.rescued = True
-            work = box.work
-            with work.lock:
-                take_over = bool(work.items)
-                if take_over:
-                    work.consumers += 1
             with self._sched_lock:
-                if take_over:
-                    self._runnable.appendleft(work)
+                if box.rescued or box.finished:
+                    continue
+                # This worker is held by a filter: its loop no longer counts (it ends after the
+                # filter) and another one takes over the rest of its event's queue and the
+                # events queued behind it.
+                box.rescued = True
+                self._loops -= 1
+                work = box.work
+                with work.lock:
+                    if work.items:
+                        work.consumers += 1
+                        self._runnable.appendleft(work)
                 if not self._runnable:
                     continue
                 self._loops += 1

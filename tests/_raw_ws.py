@@ -60,3 +60,15 @@ def read_frames(sock, count, timeout=20, skip=()):
         if payload not in skip:
             out.append(payload.decode())
     return out
+
+
+def assert_events_in_order(frames, decode, count, body):
+    """``frames`` are ``todos created`` events carrying ``body`` whose ``i`` run from 0 to
+    ``count - 1`` in order; ``decode(frame)`` gives a frame's ``(event name, data)``."""
+    order = []
+    for frame in frames:
+        name, data = decode(frame)
+        assert name == 'todos created', frame[:60]
+        assert data['body'] == body
+        order.append(data['i'])
+    assert order == list(range(count))

@@ -397,3 +397,31 @@ def test_a_client_with_a_hanging_filter_does_not_starve_the_others(env):
     for conn in others:
         assert conn.events() == [{'id': i} for i in range(4)]
     assert [d['id'] for d in stuck.events()] == sorted(d['id'] for d in stuck.events())
+
+
+def test_later_events_reach_the_others_while_one_filter_is_slow(env):
+    """The benchmark's scenario: events one at a time, each awaited by the healthy clients, while
+    one client's filter sleeps through all of them. Each one reaches them promptly (once the
+    worker held by that filter was replaced, later events must not queue behind it)."""
+    e = env(workers=4, filter_timeout=5.0)
+    release = threading.Event()
+
+    def created(data, params):
+        if params['slow'] and data['id'] == 0:
+            release.wait(5)
+        return data
+    e.services['todos'] = {'created': created}
+    slow = e.connect(slow=True)
+    others = [e.connect(slow=False) for _ in range(20)]
+    try:
+        for i in range(5):
+            start = time.monotonic()
+            e.dispatcher.dispatch('todos', 'created', {'id': i})
+            for conn in others:
+                conn.wait_for(i + 1, timeout=3)
+            took = time.monotonic() - start
+            assert took < 0.25, f'event {i} took {took:.2f} s to reach the healthy clients'
+    finally:
+        release.set()
+    e.idle()
+    assert [d['id'] for d in slow.events()] == list(range(5))

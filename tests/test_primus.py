@@ -352,7 +352,7 @@ def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_s
     from flask_feathers import MemoryService
     from flask_feathers.testing import wait_for_dispatch
 
-    from _raw_ws import raw_upgrade, read_frames
+    from _raw_ws import assert_events_in_order, raw_upgrade, read_frames
 
     app = Flask('primus_direct')
     api = Feathers(app)
@@ -375,13 +375,7 @@ def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_s
         assert 0 < queued < count, (
             f'{queued} frames queued: the buffer should take the first events directly and '
             'queue the rest')
-        order = []
-        for frame in read_frames(sock, count):
-            packet = json.loads(frame)
-            name, data = packet['data']
-            assert name == 'todos created'
-            assert data['body'] == body
-            order.append(data['i'])
-        assert order == list(range(count))
+        assert_events_in_order(read_frames(sock, count), lambda frame: json.loads(frame)['data'],
+                               count, body)
     finally:
         sock.close()

@@ -33,6 +33,7 @@ from . import _realtime
 
 log = logging.getLogger(__name__)
 
+
 class DirectQueue(queue.Queue):
     """One client's engine.io packet queue, with direct writes once :meth:`attach` gave it the
     client's websocket.
