@@ -199,7 +199,7 @@ def details(results: Dict[str, Any]) -> List[str]:
 
 
 def rst_targets(results: Dict[str, Any]) -> str:
-    """The targets table as reST (for the README section, ``bench/docs_bench.rst``)."""
+    """The targets table as reST (``results.rst``, pasted into README.rst's Benchmarks section)."""
     header = ('target', 'flask_feathers', 'baseline', 'baseline figure', 'ratio', 'goal',
               'result')
     out = ['.. list-table::', '   :header-rows: 1', '']
