@@ -62,6 +62,17 @@ def read_frames(sock, count, timeout=20, skip=()):
     return out
 
 
+def events_to_fill_buffers(size, least=300):
+    """How many events of ``size`` bytes overflow the kernel's socket buffers for one connection
+    (the server's send buffer grows up to ``tcp_wmem``'s maximum), so some must queue."""
+    try:
+        with open('/proc/sys/net/ipv4/tcp_wmem') as fh:
+            most = int(fh.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        most = 4 * 1024 * 1024
+    return max(least, 2 * most // size)
+
+
 def assert_events_in_order(frames, decode, count, body):
     """``frames`` are ``todos created`` events carrying ``body`` whose ``i`` run from 0 to
     ``count - 1`` in order; ``decode(frame)`` gives a frame's ``(event name, data)``."""

@@ -12,10 +12,11 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, socketio
 from flask_feathers.testing import wait_for_dispatch
 
-from _raw_ws import assert_events_in_order, masked_text, raw_upgrade, read_frames
+from _raw_ws import (assert_events_in_order, events_to_fill_buffers, masked_text, raw_upgrade,
+                     read_frames)
 
-EVENTS = 300
 BODY = 'y' * 20000
+EVENTS = events_to_fill_buffers(len(BODY))
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_order_is_kept_when_the_socket_buffer_fills_and_drains(app, api, live_se
         (queue,) = eio_queues(api)
         assert queue._ws is not None, 'the raw websocket client is not written directly'
         with app.app_context():
-            for i in range(EVENTS):  # 6 MB while the client does not read: never blocks
+            for i in range(EVENTS):  # MBs while the client does not read: never blocks
                 api.service('todos').create({'i': i, 'body': BODY})
         wait_for_dispatch(api, 20)
         queued = queue.qsize()

@@ -352,23 +352,24 @@ def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_s
     from flask_feathers import MemoryService
     from flask_feathers.testing import wait_for_dispatch
 
-    from _raw_ws import assert_events_in_order, raw_upgrade, read_frames
+    from _raw_ws import assert_events_in_order, events_to_fill_buffers, raw_upgrade, read_frames
 
+    body = 'z' * 20000
+    count = events_to_fill_buffers(len(body))
     app = Flask('primus_direct')
     api = Feathers(app)
-    api.configure(primus({'transformer': 'websockets', 'pingInterval': 0, 'maxQueue': 3000}))
+    api.configure(primus({'transformer': 'websockets', 'pingInterval': 0, 'maxQueue': 10 * count}))
     api.use('todos', MemoryService(paginate=None))
     started = threading.Event()
     api.primus.on('connection', lambda spark: started.set())
     server = live_server(app)
     sock = raw_upgrade(server.port, '/primus')
-    body, count = 'z' * 20000, 300
     try:
         assert started.wait(10), 'the spark never started'
         (spark,) = api.primus.sparks.values()
         assert spark._direct, 'a spark on a plain blocking socket is written directly'
         with app.app_context():
-            for i in range(count):  # 6 MB while the client does not read: never blocks
+            for i in range(count):  # MBs while the client does not read: never blocks
                 api.service('todos').create({'i': i, 'body': body})
         wait_for_dispatch(api, 20)
         queued = len(spark._queue)
