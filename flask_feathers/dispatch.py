@@ -40,7 +40,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from .channels import Publishers, deliveries
 from .connections import Connection, ConnectionRegistry
 from .encoding import jsonable
-from .service import invoke, js_falsy, member
+from .service import caller, invoke, js_falsy, member
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,12 @@ def apply_filter(filt: Callable[..., Any], data: Any, params: Dict[str, Any],
     ``True`` from the filter sends ``data`` unchanged; a JavaScript-falsy result sends nothing.
     Exceptions (and :class:`errors.Timeout` for a callback never called) propagate.
     """
-    result = invoke(filt, (data, params), timeout, label=label)
+    return filter_outcome(invoke(filt, (data, params), timeout, label=label), data)
+
+
+def filter_outcome(result: Any, data: Any) -> Tuple[bool, Any]:
+    """What a filter's ``result`` for ``data`` means: ``(True, what_to_send)`` or ``(False, None)``
+    (see :func:`apply_filter`)."""
     if result is True:
         return True, data
     if js_falsy(result):
@@ -91,44 +96,47 @@ class _Work:
     running joins when that one finishes, so a burst of events is filtered, and sent, event by
     event in groups rather than one task per connection."""
 
-    __slots__ = ('items', 'name', 'data', 'lock', 'consumers')
+    __slots__ = ('items', 'name', 'data', 'lock', 'consumers', 'call')
 
-    def __init__(self, name: str, data: Any) -> None:
+    def __init__(self, name: str, data: Any, call: Callable[[Any, Dict[str, Any]], Any]) -> None:
         self.items: Deque[Tuple[Connection, '_Slot']] = collections.deque()
         self.name = name
         self.data = data
         self.lock = threading.Lock()
         #: workers draining ``items`` now
         self.consumers = 0
+        #: ``call(data, params)`` runs the event's filter whatever its style (see service.caller)
+        self.call = call
 
 
 class _Slot:
     """One event for one connection, in that connection's lane."""
 
-    __slots__ = ('state', 'name', 'data', 'filt', 'started', 'work')
+    __slots__ = ('state', 'name', 'data', 'started', 'work')
 
     def __init__(self, name: str, state: int = _PENDING, data: Any = None,
-                 filt: Optional[Callable[..., Any]] = None,
                  work: Optional[_Work] = None) -> None:
         self.name = name
         self.state = state
         #: the event data until the filter ran, then what to send
         self.data = data
-        self.filt = filt
         self.started = False
-        #: the event's queue of filters to run
+        #: the event's queue of filters to run (and its filter); None once sent or skipped
         self.work = work
 
 
 class _Outbox:
     """What one worker filtered for one event and sends as a group (see :data:`GROUP_HOLD`)."""
 
-    __slots__ = ('lock', 'items', 'name', 'data', 'work', 'running_since', 'current', 'rescued',
-                 'finished')
+    __slots__ = ('lock', 'items', 'skipped', 'name', 'data', 'work', 'running_since', 'current',
+                 'rescued', 'finished')
 
     def __init__(self, name: str, data: Any, work: _Work) -> None:
         self.lock = threading.Lock()
         self.items: List[Tuple[Connection, _Slot]] = []
+        #: filters done since the last flush that send nothing from the group (filtered out,
+        #: or sent something else): counted as done at the flush, under ``lock``
+        self.skipped = 0
         self.name = name
         self.data = data
         self.work = work
@@ -290,11 +298,12 @@ class Dispatcher:
         # filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a slow
         # filter holds back only its own client. The queue is scheduled once it is filled (until
         # then it counts as taken, so _pump of other threads only adds to it).
-        work = _Work(name, data)
+        label = f'filter for {name!r}'
+        work = _Work(name, data, caller(filt, 2, self.filter_timeout, label))
         work.consumers = 1
         items, busy = work.items, self._busy
         for conn in conns:
-            slot = _Slot(name, _PENDING, data, filt, work)
+            slot = _Slot(name, _PENDING, data, work)
             with conn.lock:
                 conn.lane.append(slot)
                 running = busy.get(conn)
@@ -391,6 +400,9 @@ class Dispatcher:
         """Send what ``box`` holds: one broadcast per transport, then what queued behind."""
         with box.lock:
             items, box.items = box.items, []
+            skipped, box.skipped = box.skipped, 0
+        if skipped:
+            self._done(skipped)
         if not items:
             return
         by_transport: Dict[str, List[Connection]] = {}
@@ -410,59 +422,64 @@ class Dispatcher:
                               provider)
         for conn, slot in items:
             with conn.lock:
-                slot.state, slot.data = _SEND, None
+                slot.state, slot.data, slot.work = _SEND, None, None
                 if conn.lane and conn.lane[0] is slot:
                     conn.lane.popleft()
                     self._drain(conn)
+        self._done(len(items))
+
+    def _done(self, count: int) -> None:
+        """``count`` deliveries were sent or skipped."""
         with self._idle:
-            self._pending -= len(items)
+            self._pending -= count
             if self._pending == 0:
                 self._idle.notify_all()
 
-    def _run_filter(self, conn: Connection, slot: _Slot, box: Optional[_Outbox] = None) -> None:
-        try:
-            with conn.lock:
-                if slot.state != _PENDING or not conn.connected:
-                    return  # timed out while waiting for a worker, or the client left
-                slot.started = True
-                data, filt = slot.data, slot.filt
-            if box is None:  # a worker of a queue is watched through its outbox instead
-                self._add_deadline(time.monotonic() + self.filter_timeout, [(conn, slot)],
-                                   _RUNNING)
-            try:
-                send, result = apply_filter(filt, data, conn.params, self.filter_timeout,
-                                            label=f'filter for {slot.name!r}')
-            except Exception:
-                log.exception('event filter for %r raised for connection %s; that client is '
-                              'skipped', slot.name, conn.id)
-                self._complete(conn, slot, _SKIP, None)
-            else:
-                self._complete(conn, slot, _SEND if send else _SKIP, result,
-                               box if send and result is data else None)
-        finally:
-            with conn.lock:
-                if self._busy.get(conn) is slot:
-                    del self._busy[conn]
+    def _run_filter(self, conn: Connection, slot: _Slot, box: _Outbox) -> None:
+        """Run ``slot``'s filter for ``conn`` (a worker draining ``box``'s event): a delivery of
+        the event's data unchanged joins ``box``'s group when it is next in ``conn``'s lane."""
+        lock, busy = conn.lock, self._busy
+        with lock:
+            if slot.state != _PENDING or not conn.connected:
+                # Timed out while waiting for a worker, or the client left.
+                if busy.get(conn) is slot:
+                    del busy[conn]
                 self._pump(conn)
+                return
+            slot.started = True
+            data, work = slot.data, slot.work
+        try:
+            send, result = filter_outcome(work.call(data, conn.params), data)
+        except Exception:
+            log.exception('event filter for %r raised for connection %s; that client is '
+                          'skipped', slot.name, conn.id)
+            send, result = False, None
+        with lock:
+            if slot.state == _PENDING:  # else the watchdog timed it out meanwhile
+                if send and result is data and conn.lane and conn.lane[0] is slot \
+                        and conn.connected:
+                    # Next to be sent to this client: keep it at the head of the lane (nothing
+                    # passes it) until the grouped send; _flush counts it as delivered.
+                    slot.state = _SENDING
+                    with box.lock:
+                        box.items.append((conn, slot))
+                else:
+                    slot.state, slot.data, slot.work = (_SEND if send else _SKIP), result, None
+                    self._drain(conn)
+                    with box.lock:
+                        box.skipped += 1
+            if busy.get(conn) is slot:
+                del busy[conn]
+            self._pump(conn)
 
-    def _complete(self, conn: Connection, slot: _Slot, state: int, data: Any,
-                  box: Optional[_Outbox] = None) -> None:
+    def _complete(self, conn: Connection, slot: _Slot, state: int, data: Any) -> None:
+        """Fill ``slot`` from outside its worker (a time-out): sent or skipped as ``state``."""
         with conn.lock:
             if slot.state != _PENDING:
                 return
-            if box is not None and conn.lane and conn.lane[0] is slot and conn.connected:
-                # Next to be sent to this client: keep it at the head of the lane (nothing passes
-                # it) until the grouped send; _flush counts it as delivered.
-                slot.state, slot.filt = _SENDING, None
-                with box.lock:
-                    box.items.append((conn, slot))
-                return
-            slot.state, slot.data, slot.filt = state, data, None
+            slot.state, slot.data, slot.work = state, data, None
             self._drain(conn)
-        with self._idle:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.notify_all()
+        self._done(1)
 
     def _drain(self, conn: Connection) -> None:
         """Send what is ready at the head of ``conn``'s lane (caller holds ``conn.lock``)."""
@@ -483,13 +500,10 @@ class Dispatcher:
         with conn.lock:
             pending = [s for s in conn.lane if s.state == _PENDING]
             for slot in pending:
-                slot.state, slot.data, slot.filt = _SKIP, None, None
+                slot.state, slot.data, slot.work = _SKIP, None, None
             conn.lane.clear()
         if pending:
-            with self._idle:
-                self._pending -= len(pending)
-                if self._pending == 0:
-                    self._idle.notify_all()
+            self._done(len(pending))
 
     # -- timeouts --------------------------------------------------------------------------------
     def _get_pool(self) -> ThreadPoolExecutor:

@@ -156,6 +156,16 @@ def invoke(fn: Callable[..., Any], args: Tuple[Any, ...], timeout: Optional[floa
     return callback.result
 
 
+def caller(fn: Callable[..., Any], n_args: int, timeout: Optional[float] = None,
+           label: str = 'service method') -> Callable[..., Any]:
+    """A function of ``n_args`` arguments that calls ``fn`` the way :func:`invoke` does: ``fn``
+    itself when it is written in return style, so a function called many times (an event filter,
+    once per client) decides its style once."""
+    if not takes_callback(fn, n_args):
+        return fn
+    return lambda *args: invoke(fn, args, timeout, label=label)
+
+
 def js_falsy(value: Any) -> bool:
     """Falsiness as JavaScript sees it: None, False, 0, NaN and '' (an empty list or dict is not)."""
     if value is None or value is False:

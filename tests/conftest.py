@@ -296,3 +296,16 @@ def company_app(todos):
         state = app.extensions['feathers']
         state.dispatcher.close()
         state.io.server.eio.shutdown()
+
+
+@pytest.fixture
+def prebuilt_frames(monkeypatch) -> List[Any]:
+    """The messages broadcasts framed once for all their clients (``_realtime.prebuilt_frame``),
+    in order."""
+    from flask_feathers.providers import _realtime
+
+    built: List[Any] = []
+    prebuilt_frame = _realtime.prebuilt_frame
+    monkeypatch.setattr(_realtime, 'prebuilt_frame',
+                        lambda data: built.append(data) or prebuilt_frame(data))
+    return built

@@ -94,3 +94,40 @@ def test_order_is_kept_when_the_socket_buffer_fills_and_drains(app, api, live_se
         assert_events_in_order(frames, lambda frame: json.loads(frame[2:]), EVENTS, BODY)
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize('compression', [False, True])
+def test_a_broadcast_is_framed_once_for_every_websocket_client(prebuilt_frames, live_server,
+                                                                compression):
+    """Server frames are not masked: without permessage-deflate every client gets the same
+    websocket frame, built once per event. With compression allowed each connection frames its
+    own (its deflate state differs)."""
+    built = prebuilt_frames
+    app = Flask('frame_once')
+    api = Feathers(app)
+    api.configure(socketio(websocket_compression=compression))
+    api.use('todos', MemoryService(paginate=None))
+    server = live_server(app)
+    got = [[] for _ in range(3)]
+    clients = []
+    try:
+        for mine in got:
+            client = socketio_client.Client()
+            client.on('todos created', lambda data, mine=mine: mine.append(data['i']))
+            client.connect(server.url, transports=['websocket'], wait_timeout=10)
+            clients.append(client)
+        with app.app_context():
+            for i in range(20):
+                api.service('todos').create({'i': i, 'text': 'é ' * i})
+        wait_for_dispatch(api, 10)
+        for client in clients:  # an ack round trip after the events: they were all read by then
+            client.call('todos::find', {}, timeout=10)
+        assert got == [list(range(20))] * 3
+        if compression:
+            assert built == [], 'frames built once for all while compression may be on'
+        else:
+            assert len(built) == 20, f'{len(built)} frames built for 20 events to 3 clients'
+            assert all(data.startswith('42["todos created",') for data in built)
+    finally:
+        for client in clients:
+            client.disconnect()

@@ -380,3 +380,43 @@ def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_s
                                count, body)
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize('compression', [False, True])
+def test_a_broadcast_is_framed_once_for_every_spark(prebuilt_frames, live_server, compression):
+    """Every spark without permessage-deflate gets the same websocket frame, built once per event;
+    with compression on, each spark frames its own."""
+    from flask_feathers import MemoryService
+    from flask_feathers.testing import wait_for_dispatch
+
+    from _raw_ws import raw_upgrade, read_frames
+
+    built = prebuilt_frames
+    app = Flask('primus_frame_once')
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets', 'pingInterval': 0,
+                          'compression': compression}))
+    api.use('todos', MemoryService(paginate=None))
+    started = threading.Semaphore(0)
+    api.primus.on('connection', lambda spark: started.release())
+    server = live_server(app)
+    socks = [raw_upgrade(server.port, '/primus') for _ in range(3)]
+    try:
+        for _ in socks:
+            assert started.acquire(timeout=10), 'a spark never started'
+        with app.app_context():
+            for i in range(20):
+                api.service('todos').create({'i': i, 'text': 'é ' * i})
+        wait_for_dispatch(api, 10)
+        for sock in socks:
+            frames = [json.loads(frame) for frame in read_frames(sock, 20)]
+            assert [f['data'][0] for f in frames] == ['todos created'] * 20
+            assert [f['data'][1]['i'] for f in frames] == list(range(20))
+            assert frames[3]['data'][1]['text'] == 'é ' * 3
+        if compression:
+            assert built == [], 'frames built once for all while compression is on'
+        else:
+            assert len(built) == 20, f'{len(built)} frames built for 20 events to 3 sparks'
+    finally:
+        for sock in socks:
+            sock.close()

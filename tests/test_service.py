@@ -268,3 +268,23 @@ def test_failing_setup_names_the_service():
     app.use('broken', S())
     with pytest.raises(RuntimeError, match="'broken' failed: no database"):
         app.ensure_setup()
+
+
+def test_caller_decides_the_style_once():
+    from flask_feathers.service import caller
+
+    def returns(data, params):
+        return data
+
+    assert caller(returns, 2) is returns, 'a return-style function is called as it is'
+
+    def calls_back(data, params, callback):
+        callback(None, {'seen': data})
+
+    assert caller(calls_back, 2)(1, {}) == {'seen': 1}
+
+    def never_calls_back(data, params, callback):
+        pass
+
+    with pytest.raises(errors.Timeout, match='my filter did not call its callback within 0.05 s'):
+        caller(never_calls_back, 2, 0.05, 'my filter')(1, {})

@@ -27,7 +27,10 @@ import functools
 import logging
 import queue
 import threading
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence, Tuple
+
+from engineio import packet as eio_packet
+from socketio import packet as socketio_packet
 
 from . import _realtime
 
@@ -84,6 +87,23 @@ class DirectQueue(queue.Queue):
             return item
         return rest or None
 
+    def put_frame(self, frame: _realtime.Rest) -> bool:
+        """Send a websocket frame built once for many clients (:func:`_realtime.prebuilt_frame`):
+        written now, without blocking, while nothing waits before it, else queued for the writer
+        thread like any packet. False (nothing done) when this client takes no direct writes:
+        the caller sends it the engine.io packet instead."""
+        with self._write_lock:
+            ws = self._ws
+            if ws is None:
+                return False
+            if self._backlog == 0 and ws.connected:
+                frame = _realtime.send_now(ws, frame)
+                if not frame:
+                    return True
+            self._backlog += 1
+            super().put(frame)
+        return True
+
     def detach(self) -> None:
         """Stop direct writes (the websocket is closing): from now on packets only queue."""
         with self._write_lock:
@@ -119,8 +139,35 @@ def _start(handler: Any, wrapper: Any) -> Any:
     return handler(wrapper)
 
 
-def tune(io: Any, compression: bool) -> None:
+def send_to_many(server: Any, namespace: str, event: str, data: Any,
+                 targets: Sequence[Tuple[str, Any]]) -> List[str]:
+    """Send one Socket.IO event to many clients, framed once: ``targets`` are ``(sid, engine.io
+    socket)`` pairs of connected clients; the clients that take direct writes get the same
+    websocket frame (:meth:`DirectQueue.put_frame`). Returns the sids left to send to through
+    ``server.emit`` (long-polling, TLS, ...), or all of them when the event has binary parts.
+    Only for servers without permessage-deflate (see :func:`tune`).
+
+    The packet is built the way python-socketio's ``emit`` builds it: a tuple is spread over
+    several arguments, None is no argument.
+    """
+    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+    encoded = server.packet_class(socketio_packet.EVENT, namespace=namespace,
+                                  data=[event] + args).encode()
+    if isinstance(encoded, list):  # binary attachments: several engine.io packets
+        return [sid for sid, _ in targets]
+    frame = _realtime.prebuilt_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode())
+    rest = []
+    for sid, eio_socket in targets:
+        pending = getattr(eio_socket, 'queue', None)
+        if not (isinstance(pending, DirectQueue) and not eio_socket.closed
+                and eio_socket.check_ping_timeout() and pending.put_frame(frame)):
+            rest.append(sid)
+    return rest
+
+
+def tune(io: Any, compression: bool) -> bool:
     """Give ``io``'s engine.io server its own websocket and queue classes (see the module doc).
+    True when :func:`send_to_many` may be used (simple-websocket, no compression).
 
     ``eio._async`` is the driver table engineio shares between servers of one async mode: this
     server gets its own copy.
@@ -130,9 +177,9 @@ def tune(io: Any, compression: bool) -> None:
     try:
         from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
     except ImportError:  # pragma: no cover - another engineio layout: leave it as it is
-        return
+        return False
     if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
-        return  # eventlet, gevent, asyncio: not simple-websocket
+        return False  # eventlet, gevent, asyncio: not simple-websocket
 
     class FeathersWebSocket(base):  # type: ignore[misc, valid-type]
         def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
@@ -156,11 +203,11 @@ def tune(io: Any, compression: bool) -> None:
                 if not ws.connected:
                     raise OSError('websocket closed')
                 if isinstance(message, _realtime.Rest):
-                    frame: bytes = message
+                    _realtime.send_all(ws, message)
                 else:
                     with direct._write_lock:
                         frame = _realtime.frame_message(ws, message)
-                ws.sock.sendall(frame)
+                    ws.sock.sendall(frame)
             finally:
                 with direct._write_lock:
                     direct.written()
@@ -208,3 +255,4 @@ def tune(io: Any, compression: bool) -> None:
                     pass
 
     eio._async = dict(eio._async, websocket=FeathersWebSocket, queue=DirectQueue)
+    return not compression

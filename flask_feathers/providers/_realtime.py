@@ -10,7 +10,9 @@ import logging
 import socket as _socket
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
+from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, TextMessage
+from wsproto.frame_protocol import FrameProtocol
 
 from .. import errors
 from ..connections import Connection
@@ -207,6 +209,15 @@ def frame_message(ws: Any, data: Any) -> bytes:
     return ws.ws.send(event)
 
 
+def prebuilt_frame(data: Any) -> Rest:
+    """One websocket message (text for a ``str``, binary for ``bytes``) as the wire bytes a server
+    sends on a connection without extensions: the same bytes for every such connection, so a
+    broadcast frames its message once instead of once per client (server frames are not masked).
+    Not for connections that negotiated permessage-deflate, whose frames depend on their state.
+    """
+    return Rest(FrameProtocol(client=False, extensions=[]).send_data(data, True))
+
+
 def write_now(ws: Any, data: Any) -> Rest:
     """Frame ``data`` and write it to ``ws`` without blocking; the part the socket's buffer did not
     take is returned (empty when all went out) for the writer thread to write next.
@@ -216,7 +227,15 @@ def write_now(ws: Any, data: Any) -> Rest:
     calls it only while nothing else is queued or being written for it. Raises when the message
     cannot be framed (the connection is closing).
     """
-    frame = frame_message(ws, data)
+    return send_now(ws, frame_message(ws, data))
+
+
+def send_now(ws: Any, frame: bytes) -> Rest:
+    """Write the wire bytes of a frame (from :func:`frame_message` or :func:`prebuilt_frame`) to
+    ``ws`` without blocking, under the same rules as :func:`write_now`. Nothing is written once
+    the websocket is closing (wsproto would not frame a message then either)."""
+    if not frame or ws.ws.state is not ConnectionState.OPEN:
+        return Rest()
     try:
         sent = ws.sock.send(frame, _socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
@@ -225,6 +244,14 @@ def write_now(ws: Any, data: Any) -> Rest:
         # Broken connection: the writer thread meets the same error on this frame and ends it.
         sent = 0
     return Rest(frame[sent:])
+
+
+def send_all(ws: Any, frame: bytes) -> None:
+    """Write the wire bytes of a frame to ``ws``, blocking until they are all written: how a
+    connection's writer thread writes a :class:`Rest` it took off the queue. Nothing is written
+    once the websocket is closing."""
+    if ws.ws.state is ConnectionState.OPEN:
+        ws.sock.sendall(frame)
 
 
 def shutdown_socket(sock: Any) -> None:

@@ -104,8 +104,12 @@ class Spark(EventEmitter):
         return f'<Spark {self.id}>'
 
     # -- sending --------------------------------------------------------------------------------
-    def write_frame(self, frame: str) -> None:
-        """Queue one encoded frame; drops the connection when its queue is full."""
+    def write_frame(self, frame: str, prebuilt: Optional[_realtime.Rest] = None) -> None:
+        """Queue one encoded frame; drops the connection when its queue is full.
+
+        ``prebuilt``: the same frame as websocket wire bytes, built once for every client of a
+        broadcast (:func:`_realtime.prebuilt_frame`; the server has compression off).
+        """
         with self._queue_event:
             if not self.open:
                 return
@@ -120,19 +124,26 @@ class Spark(EventEmitter):
                 # (forever with pingInterval 0): shutting the socket down wakes both.
                 _realtime.shutdown_socket(getattr(self._ws, 'sock', None))
                 return
-            if self._direct and not self._queue and not self._writing:
-                # Nothing queued or being written: write it now, without blocking, and save
-                # waking the writer thread (what a fan-out to hundreds of clients costs). What
-                # the socket's buffer does not take goes to the writer thread, first in line.
-                try:
-                    rest = _realtime.write_now(self._ws, frame)
-                except Exception:  # closing: the writer thread meets the same state
-                    pass
-                else:
-                    if not rest:
-                        return
-                    frame = rest
-            self._queue.append(frame)
+            item: Any = frame
+            if self._direct:
+                if prebuilt is not None:
+                    item = prebuilt
+                if not self._queue and not self._writing:
+                    # Nothing queued or being written: write it now, without blocking, and save
+                    # waking the writer thread (what a fan-out to hundreds of clients costs).
+                    # What the socket's buffer does not take goes to the writer thread, first in
+                    # line.
+                    try:
+                        if prebuilt is not None:
+                            item = _realtime.send_now(self._ws, prebuilt)
+                        else:
+                            item = _realtime.write_now(self._ws, frame)
+                    except Exception:  # closing: the writer thread meets the same state
+                        item = frame
+                    else:
+                        if not item:
+                            return
+            self._queue.append(item)
             self._queue_event.notify()
 
     def write(self, data: Any) -> None:
@@ -170,7 +181,7 @@ class Spark(EventEmitter):
             try:
                 # Blocking, and without the lock: no direct write happens while _writing.
                 if isinstance(frame, _realtime.Rest):
-                    ws.sock.sendall(frame)
+                    _realtime.send_all(ws, frame)
                 else:
                     ws.send(frame)
             except Exception:
@@ -528,8 +539,11 @@ class PrimusProvider:
 
         def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
             frame = proto.encode_event(event, [data])
+            # One websocket frame for everybody (server frames are not masked), unless
+            # permessage-deflate makes each connection's frames its own.
+            prebuilt = None if server.compression else _realtime.prebuilt_frame(frame)
             for conn in conns:
-                conn.extra['spark'].write_frame(frame)
+                conn.extra['spark'].write_frame(frame, prebuilt)
         state.dispatcher.add_transport(PROVIDER, broadcast)
         if self.fn is not None:
             self.fn(server)

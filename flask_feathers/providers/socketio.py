@@ -208,7 +208,7 @@ class SocketIOProvider:
         max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
         io = FeathersSocketIO(state.app, **options)
         state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
-        _eio_websocket.tune(io, compression)
+        frame_once = _eio_websocket.tune(io, compression)
         _guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
@@ -277,7 +277,14 @@ class SocketIOProvider:
                 server.emit(event, data, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
         def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
-            sids = [c.id for c in conns if is_ready(c) and keeps_up(c)]
+            ready = [c for c in conns if is_ready(c) and keeps_up(c)]
+            if not ready:
+                return
+            if frame_once:  # one websocket frame for every client that takes direct writes
+                sids = _eio_websocket.send_to_many(
+                    server, NAMESPACE, event, data, [(c.id, c.extra['eio_socket']) for c in ready])
+            else:
+                sids = [c.id for c in ready]
             if sids:
                 server.emit(event, data, to=sids, namespace=NAMESPACE, ignore_queue=True)
 
