@@ -175,6 +175,7 @@ class SQLService:
                     raise BadRequest(f'{self.id!r} is required: {self.table.name!r} does not generate ids')
                 row.pop(self.id, None)  # let the database choose
         columns = self._columns(select)
+        explicit = [row[self.id] for row in rows if self.id in row]
         out = []
         with self._transaction(write=True) as conn:
             for row in rows:
@@ -184,7 +185,30 @@ class SQLService:
                 else:
                     key = conn.execute(stmt).inserted_primary_key[0]
                     out.extend(self._rows(conn.execute(sa.select(*columns).where(self.id_column == key))))
+            if explicit and self._advances_sequence:
+                self._advance_sequence(conn, explicit)
         return out if many else out[0]
+
+    @property
+    def _advances_sequence(self) -> bool:
+        """PostgreSQL hands out serial / identity ids from a sequence that an explicit id does not
+        move: the next generated id could be one a caller already chose."""
+        return (self.engine.dialect.name == 'postgresql'
+                and self.table.autoincrement_column is self.id_column)
+
+    def _advance_sequence(self, conn: sa.Connection, ids: List[Any]) -> None:
+        """Move the id column's sequence past the largest of ``ids`` (never back)."""
+        try:
+            top = max(int(i) for i in ids)
+        except (TypeError, ValueError):
+            return
+        table = self.engine.dialect.identifier_preparer.format_table(self.table)
+        conn.execute(sa.text(
+            'SELECT setval(s.seq::regclass, :top) '
+            'FROM (SELECT pg_get_serial_sequence(:table, :column) AS seq) AS s '
+            'WHERE s.seq IS NOT NULL '
+            'AND :top > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)'),
+            {'top': top, 'table': table, 'column': self.id_column.name})
 
     def update(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Replace the row with ``id``: columns missing from ``data`` get their default or NULL."""

@@ -131,3 +131,55 @@ def test_a_broadcast_is_framed_once_for_every_websocket_client(prebuilt_frames, 
     finally:
         for client in clients:
             client.disconnect()
+
+
+class _GoneSocket:
+    """An engine.io socket that closed between the caller's look and its send."""
+    queue = None
+
+    def __init__(self):
+        from flask_feathers.providers._eio_websocket import DirectQueue
+        self.queue = DirectQueue()
+        self.closed = False
+
+    def check_ping_timeout(self):
+        from engineio.exceptions import SocketIsClosedError
+        raise SocketIsClosedError()
+
+
+class _PollingSocket:
+    """An engine.io socket whose client takes no direct writes (not attached)."""
+
+    def __init__(self):
+        from flask_feathers.providers._eio_websocket import DirectQueue
+        self.queue = DirectQueue()
+        self.closed = False
+
+    def check_ping_timeout(self):
+        return True
+
+
+def test_a_client_closing_during_a_broadcast_does_not_stop_it(app, api):
+    """engine.io's check_ping_timeout raises for a socket that closed meanwhile: that client is
+    skipped and the others still get the event."""
+    from flask_feathers.providers._eio_websocket import send_to_many
+
+    rest = send_to_many(api.io.server, '/', 'todos created', {'id': 1},
+                        [('gone', _GoneSocket()), ('polling', _PollingSocket())])
+    assert rest == ['polling']
+
+
+def test_closing_a_websocket_whose_client_reset_it_raises_nothing(app, api):
+    """engine.io's writer thread closes the websocket as it ends; a client that reset the
+    connection used to turn that into an unhandled exception printed by the thread."""
+    websocket_class = api.io.server.eio._async['websocket']
+
+    class Reset:
+        connected = True
+
+        def close(self):
+            raise ConnectionResetError(104, 'Connection reset by peer')
+
+    ws = websocket_class(lambda ws: None, api.io.server.eio)
+    ws.ws = Reset()
+    ws.close()  # no exception

@@ -399,3 +399,15 @@ def test_rest_end_to_end(kind, sqlite_url, services):
     assert [name for name, _ in events] == ['created'] * 5 + ['patched'] * 3
     assert events[-1][1]['city'] == 'Lyon' and events[0][1] == {'id': 1, **PEOPLE[0]} | (
         {} if kind == 'memory' else {f'f{i}': None for i in range(8)})
+
+
+def test_explicit_ids_move_the_generated_ones_past_them(make_service):
+    """On PostgreSQL a serial column's sequence does not see explicit ids: the service moves it on,
+    so the next generated id does not collide (SQLite picks max(id) + 1 by itself)."""
+    service = make_service()
+    first = service.create({'name': 'generated'})
+    service.create({'id': first['id'] + 10, 'name': 'chosen'})
+    service.create({'id': first['id'] + 5, 'name': 'lower, chosen'})  # never moves it back
+    assert service.create({'name': 'next'})['id'] == first['id'] + 11
+    service.create({'id': -3, 'name': 'negative'})
+    assert service.create({'name': 'after'})['id'] == first['id'] + 12

@@ -29,8 +29,11 @@ import queue
 import threading
 from typing import Any, List, Optional, Sequence, Tuple
 
+import simple_websocket
+from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from socketio import packet as socketio_packet
+from wsproto.utilities import LocalProtocolError
 
 from . import _realtime
 
@@ -159,9 +162,16 @@ def send_to_many(server: Any, namespace: str, event: str, data: Any,
     rest = []
     for sid, eio_socket in targets:
         pending = getattr(eio_socket, 'queue', None)
-        if not (isinstance(pending, DirectQueue) and not eio_socket.closed
-                and eio_socket.check_ping_timeout() and pending.put_frame(frame)):
+        if not isinstance(pending, DirectQueue):
             rest.append(sid)
+            continue
+        try:
+            # engine.io's own check before a send (closes a client whose pings stopped); it raises
+            # for a socket that closed meanwhile: that client is gone and gets nothing.
+            if eio_socket.check_ping_timeout() and not pending.put_frame(frame):
+                rest.append(sid)
+        except engineio_exceptions.SocketIsClosedError:
+            pass
     return rest
 
 
@@ -217,7 +227,12 @@ def tune(io: Any, compression: bool) -> bool:
             # After detach() no direct write can interleave with it.
             if self._direct is not None:
                 self._direct.detach()
-            super().close()
+            try:
+                super().close()
+            except (OSError, LocalProtocolError, simple_websocket.ConnectionClosed):
+                # The client is gone (reset, or already closed): engine.io's writer thread calls
+                # this as it ends and would print the error as an unhandled thread exception.
+                pass
 
         def __call__(self, environ: Any, start_response: Any) -> Any:
             try:
