@@ -128,15 +128,17 @@ class _Slot:
 class _Outbox:
     """What one worker filtered for one event and sends as a group (see :data:`GROUP_HOLD`)."""
 
-    __slots__ = ('lock', 'items', 'skipped', 'name', 'data', 'work', 'running_since', 'current',
-                 'rescued', 'finished')
+    __slots__ = ('lock', 'items', 'skipped', 'skipped_counted', 'name', 'data', 'work',
+                 'running_since', 'current', 'rescued', 'finished')
 
     def __init__(self, name: str, data: Any, work: _Work) -> None:
         self.lock = threading.Lock()
         self.items: List[Tuple[Connection, _Slot]] = []
-        #: filters done since the last flush that send nothing from the group (filtered out,
-        #: or sent something else): counted as done at the flush, under ``lock``
+        #: filters done that send nothing from the group (filtered out, or sent something else);
+        #: only the box's worker writes it, _flush counts the new ones as done
         self.skipped = 0
+        #: how many of ``skipped`` were counted as done (under ``lock``)
+        self.skipped_counted = 0
         self.name = name
         self.data = data
         self.work = work
@@ -378,13 +380,17 @@ class Dispatcher:
             if len(self._outboxes) == 1:  # the watchdog polls while there are outboxes
                 self._ensure_watchdog()
                 self._watch.notify()
+        items = work.items
         try:
             while True:
-                with work.lock:
-                    if not work.items:
+                try:
+                    conn, slot = items.popleft()  # several workers may pop: deque is atomic
+                except IndexError:
+                    with work.lock:  # empty: stop, unless _pump added one meanwhile
+                        if items:
+                            continue
                         work.consumers -= 1
                         return box
-                    conn, slot = work.items.popleft()
                 box.current = (conn, slot)
                 box.running_since = time.monotonic()
                 self._run_filter(conn, slot, box)
@@ -400,7 +406,8 @@ class Dispatcher:
         """Send what ``box`` holds: one broadcast per transport, then what queued behind."""
         with box.lock:
             items, box.items = box.items, []
-            skipped, box.skipped = box.skipped, 0
+            total = box.skipped
+            skipped, box.skipped_counted = total - box.skipped_counted, total
         if skipped:
             self._done(skipped)
         if not items:
@@ -439,15 +446,18 @@ class Dispatcher:
         """Run ``slot``'s filter for ``conn`` (a worker draining ``box``'s event): a delivery of
         the event's data unchanged joins ``box``'s group when it is next in ``conn``'s lane."""
         lock, busy = conn.lock, self._busy
-        with lock:
-            if slot.state != _PENDING or not conn.connected:
-                # Timed out while waiting for a worker, or the client left.
+        # Without the lock: a slot that times out (or a client that leaves) from here on is seen
+        # under the lock below, after its filter ran.
+        work = slot.work
+        if slot.state != _PENDING or work is None or not conn.connected:
+            # Timed out while waiting for a worker, or the client left.
+            with lock:
                 if busy.get(conn) is slot:
                     del busy[conn]
                 self._pump(conn)
-                return
-            slot.started = True
-            data, work = slot.data, slot.work
+            return
+        slot.started = True
+        data = slot.data
         try:
             send, result = filter_outcome(work.call(data, conn.params), data)
         except Exception:
@@ -466,11 +476,11 @@ class Dispatcher:
                 else:
                     slot.state, slot.data, slot.work = (_SEND if send else _SKIP), result, None
                     self._drain(conn)
-                    with box.lock:
-                        box.skipped += 1
+                    box.skipped += 1
             if busy.get(conn) is slot:
                 del busy[conn]
-            self._pump(conn)
+            if conn.lane:
+                self._pump(conn)
 
     def _complete(self, conn: Connection, slot: _Slot, state: int, data: Any) -> None:
         """Fill ``slot`` from outside its worker (a time-out): sent or skipped as ``state``."""
