@@ -214,10 +214,10 @@ def main() -> None:
                                             'error') if k in result}
         log(f'{server}/{transport} {scenario} {extra}: {brief}')
 
-    # Phase 1: round trips and fan-out. A fresh set of the three servers for each part (no
-    # leftovers from the previous part's 1,000 closing sockets), running side by side (idle when
-    # not driven). Rounds interleave the servers (A B C A B C ...): the machine is shared, and load
-    # from elsewhere comes and goes over minutes. The report takes the median round.
+    # Phase 1: round trips and fan-out. RPC: the three servers side by side (idle when not
+    # driven); fan-out: a fresh server process for each measurement (see fresh_run). Rounds
+    # interleave the servers (A B C A B C ...): the machine is shared, and load from elsewhere
+    # comes and goes over minutes. The report takes the median round.
     def fresh_servers(keys=tuple(SERVERS)) -> Dict[str, Server]:
         return {key: Server(key) for key in keys}
 
@@ -234,46 +234,40 @@ def main() -> None:
                         server, 'rpc', clients=50, inflight=4, seconds=plan['rpc_seconds']))
         finally:
             stop(servers)
+    def fresh_run(key: str, transport: str, scenario: str, **opts: Any) -> None:
+        # Its own server process, stopped right after: a threading-mode server winds down about
+        # four threads per client that left for up to a ping interval (25 s), and that took CPU
+        # from whatever was measured next, on any server of the machine (see README.md).
+        server = Server(key)
+        try:
+            record(key, transport, scenario, loadgen(server, scenario, transport, **opts),
+                   **{k: opts[k] for k in ('clients', 'service') if k in opts})
+        finally:
+            server.stop()
+
     if 'fanout' in parts:
         for n in plan['fanout_sizes']:
-            servers = fresh_servers()
-            try:
-                for _, service in [(r, s) for r in range(plan['rounds'])
-                                   # ptodos: the company check as a channel filter (flask_feathers
-                                   # only; the baselines' ctodos already is their channel filter)
-                                   # ktodos: a channel per company (flask_feathers and Feathers 5)
-                                   for s in ('todos', 'ctodos', 'ptodos', 'ktodos')]:
-                    for key, server in servers.items():
-                        if service == 'ptodos' and key != 'ff':
-                            continue
-                        if service == 'ktodos' and key == 'flask':
-                            continue
-                        record(key, 'socketio', 'fanout', loadgen(
-                            server, 'fanout', clients=n, service=service,
-                            events=plan['events'], burst=plan['burst']),
-                            clients=n, service=service)
-            finally:
-                stop(servers)
-    if 'slow' in parts or 'primus' in parts:
-        servers = fresh_servers(('ff',))
-        try:
-            if 'slow' in parts:
-                for transport in ('socketio', 'primus'):
-                    record('ff', transport, 'slow', loadgen(
-                        servers['ff'], 'slow', transport, clients=100,
-                        events=plan['slow_events']))
-            if 'primus' in parts:
-                record('ff', 'primus', 'rpc', loadgen(servers['ff'], 'rpc', 'primus',
-                                                      clients=50, inflight=4,
-                                                      seconds=plan['rpc_seconds']))
-                for n in plan['primus_sizes']:
-                    for service in ('todos', 'ctodos'):
-                        record('ff', 'primus', 'fanout', loadgen(
-                            servers['ff'], 'fanout', 'primus', clients=n, service=service,
-                            events=plan['events'], burst=plan['burst']),
-                            clients=n, service=service)
-        finally:
-            stop(servers)
+            for _, service in [(r, s) for r in range(plan['rounds'])
+                               # ptodos: the company check as a channel filter (flask_feathers
+                               # only; the baselines' ctodos already is their channel filter)
+                               # ktodos: a channel per company (flask_feathers and Feathers 5)
+                               for s in ('todos', 'ctodos', 'ptodos', 'ktodos')]:
+                for key in SERVERS:
+                    if service == 'ptodos' and key != 'ff':
+                        continue
+                    if service == 'ktodos' and key == 'flask':
+                        continue
+                    fresh_run(key, 'socketio', 'fanout', clients=n, service=service,
+                              events=plan['events'], burst=plan['burst'])
+    if 'slow' in parts:
+        for transport in ('socketio', 'primus'):
+            fresh_run('ff', transport, 'slow', clients=100, events=plan['slow_events'])
+    if 'primus' in parts:
+        fresh_run('ff', 'primus', 'rpc', clients=50, inflight=4, seconds=plan['rpc_seconds'])
+        for n in plan['primus_sizes']:
+            for service in ('todos', 'ctodos'):
+                fresh_run('ff', 'primus', 'fanout', clients=n, service=service,
+                          events=plan['events'], burst=plan['burst'])
 
     # Phase 2: connections held and memory per connection, each on a fresh server process.
     if 'hold' in parts:
