@@ -304,17 +304,24 @@ class Dispatcher:
         work = _Work(name, data, caller(filt, 2, self.filter_timeout, label))
         work.consumers = 1
         items, busy = work.items, self._busy
+        gone = 0
         for conn in conns:
             slot = _Slot(name, _PENDING, data, work)
             with conn.lock:
+                if not conn.connected:
+                    # Left since the look above: _forget has cleared its lane already, and a slot
+                    # added now would wait (and count as pending) for ever.
+                    gone += 1
+                    continue
                 conn.lane.append(slot)
                 running = busy.get(conn)
-                if running is None:
-                    if conn.connected:  # the first unfiltered slot: earlier ones all ran
-                        busy[conn] = slot
-                        items.append((conn, slot))
+                if running is None:  # the first unfiltered slot: earlier ones all ran
+                    busy[conn] = slot
+                    items.append((conn, slot))
                 elif running.state != _PENDING:  # its filter in the pool was skipped, still runs
                     behind_stuck.append((conn, slot))
+        if gone:
+            self._done(gone)
         with work.lock:
             work.consumers = 0
             if work.items:

@@ -425,3 +425,32 @@ def test_later_events_reach_the_others_while_one_filter_is_slow(env):
         release.set()
     e.idle()
     assert [d['id'] for d in slow.events()] == list(range(5))
+
+
+def test_a_client_leaving_while_an_event_is_queued_is_not_waited_for(env):
+    """The client leaves between the dispatcher's look at the connections and taking its lock (its
+    lane was cleared already): the event must not count as pending for it, or wait_idle never
+    returns."""
+    e = env()
+    e.services['todos'] = {'created': lambda data, params: data}
+    staying, leaving = e.connect(), e.connect()
+    real_lock = leaving.lock
+
+    class LeavesOnFirstUse:
+        def __init__(self):
+            self.used = False
+
+        def __enter__(self):
+            if not self.used:
+                self.used = True
+                leaving.connected = False  # the registry's _forget ran just before
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    leaving.lock = LeavesOnFirstUse()
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.idle(2)
+    assert staying.events() == [{'id': 1}]
+    assert leaving.sent == [] and not leaving.lane
