@@ -60,8 +60,6 @@ _SENDING = 3
 GROUP_HOLD = 0.005
 #: deliveries a worker collects before it sends them
 GROUP_MAX = 128
-#: deadline kinds: a slot waiting for its filter to start, a running filter
-_WAITING, _RUNNING = 0, 1
 
 
 def event_name(path: str, event: str) -> str:
@@ -180,7 +178,9 @@ class Dispatcher:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pending = 0
         self._idle = threading.Condition()
-        self._deadlines: List[Tuple[float, int, int, List[Tuple[Connection, _Slot]]]] = []
+        #: (deadline, seq, slots): slots waiting behind a filter that timed out; a running
+        #: filter is timed out through its worker's outbox (_rescue)
+        self._deadlines: List[Tuple[float, int, List[Tuple[Connection, _Slot]]]] = []
         #: connection -> the slot whose filter occupies a worker (at most one per connection)
         self._busy: Dict[Connection, _Slot] = {}
         self._deadline_seq = itertools.count()
@@ -290,11 +290,10 @@ class Dispatcher:
     # -- filtered path ---------------------------------------------------------------------------
     def _filter(self, filt: Callable[..., Any], name: str, data: Any,
                 connections: Sequence[Connection]) -> None:
-        conns = [conn for conn in connections if conn.connected]
-        if not conns:
+        if not connections:
             return
         with self._idle:
-            self._pending += len(conns)
+            self._pending += len(connections)
         behind_stuck: List[Tuple[Connection, _Slot]] = []
         # One queue per event, drained by one worker: a task per connection costs more than most
         # filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a slow
@@ -305,12 +304,12 @@ class Dispatcher:
         work.consumers = 1
         items, busy = work.items, self._busy
         gone = 0
-        for conn in conns:
+        for conn in connections:
             slot = _Slot(name, _PENDING, data, work)
             with conn.lock:
                 if not conn.connected:
-                    # Left since the look above: _forget has cleared its lane already, and a slot
-                    # added now would wait (and count as pending) for ever.
+                    # Gone (maybe a moment ago: _forget has cleared its lane already, and a slot
+                    # added now would wait, and count as pending, for ever).
                     gone += 1
                     continue
                 conn.lane.append(slot)
@@ -331,7 +330,7 @@ class Dispatcher:
         if work is not None:
             self._schedule(work)
         if behind_stuck:
-            self._add_deadline(time.monotonic() + self.filter_timeout, behind_stuck, _WAITING)
+            self._add_deadline(time.monotonic() + self.filter_timeout, behind_stuck)
 
     def _pump(self, conn: Connection) -> None:
         """Queue the filter of ``conn``'s first unfiltered slot on its event's work unless one is
@@ -531,10 +530,9 @@ class Dispatcher:
                                                     thread_name_prefix='feathers-filter')
         return self._pool
 
-    def _add_deadline(self, deadline: float, batch: List[Tuple[Connection, _Slot]],
-                      kind: int) -> None:
+    def _add_deadline(self, deadline: float, batch: List[Tuple[Connection, _Slot]]) -> None:
         with self._watch:
-            entry = (deadline, next(self._deadline_seq), kind, batch)
+            entry = (deadline, next(self._deadline_seq), batch)
             heapq.heappush(self._deadlines, entry)
             self._ensure_watchdog()
             if self._deadlines[0] is entry:
@@ -593,17 +591,14 @@ class Dispatcher:
                 if deadline > now:
                     self._watch.wait(deadline - now if poll is None else min(poll, deadline - now))
                     continue
-                _, _, kind, batch = heapq.heappop(self._deadlines)
+                _, _, batch = heapq.heappop(self._deadlines)
             for conn, slot in batch:
-                if slot.state != _PENDING or (kind == _WAITING and slot.started):
-                    continue  # done, or running under its own deadline
-                if kind == _RUNNING:
-                    self._time_out(conn, slot)
-                else:
-                    log.warning('event filter for %r waited %g s behind a filter that timed out '
-                                'for connection %s; that client is skipped', slot.name,
-                                self.filter_timeout, conn.id)
-                    self._complete(conn, slot, _SKIP, None)
+                if slot.state != _PENDING or slot.started:
+                    continue  # done, or running (timed out through its worker's outbox)
+                log.warning('event filter for %r waited %g s behind a filter that timed out for '
+                            'connection %s; that client is skipped', slot.name,
+                            self.filter_timeout, conn.id)
+                self._complete(conn, slot, _SKIP, None)
 
     def _time_out(self, conn: Connection, slot: _Slot) -> None:
         """Skip a running filter that outlived ``filter_timeout`` (from the watchdog)."""
@@ -616,4 +611,4 @@ class Dispatcher:
         with conn.lock:
             waiting = [(conn, s) for s in conn.lane if s.state == _PENDING and not s.started]
         if waiting:
-            self._add_deadline(time.monotonic() + self.filter_timeout, waiting, _WAITING)
+            self._add_deadline(time.monotonic() + self.filter_timeout, waiting)
