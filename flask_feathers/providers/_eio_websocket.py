@@ -69,43 +69,38 @@ class DirectQueue(queue.Queue):
         if item is None or self._ws is None:  # None wakes engine.io's writer up to stop it
             return super().put(item, block, timeout)
         with self._write_lock:
-            ws = self._ws
-            if ws is not None:
-                if self._backlog == 0 and ws.connected:
-                    rest = self._write_now(ws, item)
-                    if rest is None:
-                        return
-                    item = rest
-                self._backlog += 1
-            super().put(item, block, timeout)
-
-    @staticmethod
-    def _write_now(ws: Any, item: Any) -> Any:
-        """Write ``item`` (an engine.io packet) without blocking: None when all of it went out,
-        else what to queue for the writer thread: the unwritten rest of its frame, or ``item``
-        itself when it could not be framed (caller holds ``_write_lock``)."""
-        try:
-            rest = _realtime.write_now(ws, item.encode())
-        except Exception:  # closing: engine.io's writer meets the same state and ends
-            return item
-        return rest or None
+            if self._ws is None:
+                super().put(item, block, timeout)
+            else:
+                self._write_or_queue(item, framed=False)
 
     def put_frame(self, frame: _realtime.Rest) -> bool:
-        """Send a websocket frame built once for many clients (:func:`_realtime.prebuilt_frame`):
-        written now, without blocking, while nothing waits before it, else queued for the writer
-        thread like any packet. False (nothing done) when this client takes no direct writes:
-        the caller sends it the engine.io packet instead."""
+        """Send a websocket frame built once for many clients (:func:`_realtime.prebuilt_frame`)
+        like any packet. False (nothing done) when this client takes no direct writes: the caller
+        sends it the engine.io packet instead."""
         with self._write_lock:
-            ws = self._ws
-            if ws is None:
+            if self._ws is None:
                 return False
-            if self._backlog == 0 and ws.connected:
-                frame = _realtime.send_now(ws, frame)
-                if not frame:
-                    return True
-            self._backlog += 1
-            super().put(frame)
+            self._write_or_queue(frame, framed=True)
         return True
+
+    def _write_or_queue(self, item: Any, framed: bool) -> None:
+        """Write ``item`` (an engine.io packet, or a frame's wire bytes when ``framed``) now,
+        without blocking, while nothing waits before it; queue what is left (the unwritten rest
+        of its frame, or ``item`` itself when it could not be framed) for the writer thread
+        (caller holds ``_write_lock``; the client takes direct writes)."""
+        ws = self._ws
+        if self._backlog == 0 and ws.connected:
+            try:
+                rest = (_realtime.send_now(ws, item) if framed
+                        else _realtime.write_now(ws, item.encode()))
+            except Exception:  # closing: engine.io's writer meets the same state and ends
+                rest = item
+            if not rest:
+                return
+            item = rest
+        self._backlog += 1
+        queue.Queue.put(self, item)
 
     def detach(self) -> None:
         """Stop direct writes (the websocket is closing): from now on packets only queue."""

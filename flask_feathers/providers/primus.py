@@ -124,25 +124,20 @@ class Spark(EventEmitter):
                 # (forever with pingInterval 0): shutting the socket down wakes both.
                 _realtime.shutdown_socket(getattr(self._ws, 'sock', None))
                 return
-            item: Any = frame
-            if self._direct:
-                if prebuilt is not None:
-                    item = prebuilt
-                if not self._queue and not self._writing:
-                    # Nothing queued or being written: write it now, without blocking, and save
-                    # waking the writer thread (what a fan-out to hundreds of clients costs).
-                    # What the socket's buffer does not take goes to the writer thread, first in
-                    # line.
-                    try:
-                        if prebuilt is not None:
-                            item = _realtime.send_now(self._ws, prebuilt)
-                        else:
-                            item = _realtime.write_now(self._ws, frame)
-                    except Exception:  # closing: the writer thread meets the same state
-                        item = frame
-                    else:
-                        if not item:
-                            return
+            # The writer thread writes a Rest (wire bytes) raw, and frames a str itself.
+            item: Any = prebuilt if self._direct and prebuilt is not None else frame
+            if self._direct and not self._queue and not self._writing:
+                # Nothing queued or being written: write it now, without blocking, and save
+                # waking the writer thread (what a fan-out to hundreds of clients costs). What
+                # the socket's buffer does not take goes to the writer thread, first in line.
+                try:
+                    rest = (_realtime.send_now(self._ws, prebuilt) if prebuilt is not None
+                            else _realtime.write_now(self._ws, frame))
+                except Exception:  # closing: the writer thread meets the same state
+                    rest = frame
+                if not rest:
+                    return
+                item = rest
             self._queue.append(item)
             self._queue_event.notify()
 
