@@ -371,19 +371,25 @@ def test_apply_filter_rules():
         apply_filter(lambda d, p: p['user'], data, {})
 
 
+def one_client_held(e, others, holds=lambda data: True):
+    """A todos service whose ``created`` filter holds the client connected with ``held=True``
+    (for the events ``holds(data)`` picks) until the returned event is set; returns it, that
+    client and ``others`` healthy clients."""
+    release = threading.Event()
+
+    def created(data, params):
+        if params['held'] and holds(data):
+            release.wait(10)
+        return data
+    e.services['todos'] = {'created': created}
+    return release, e.connect(held=True), [e.connect(held=False) for _ in range(others)]
+
+
 def test_a_client_with_a_hanging_filter_does_not_starve_the_others(env):
     # Its filter hangs on every event; with a pool of 2 it must not take both workers and make
     # the other clients miss events.
     e = env(workers=2, filter_timeout=0.3)
-    release = threading.Event()
-
-    def created(data, params):
-        if params['stuck']:
-            release.wait(10)
-        return data
-    e.services['todos'] = {'created': created}
-    stuck = e.connect(stuck=True)
-    others = [e.connect(stuck=False) for _ in range(2)]
+    release, stuck, others = one_client_held(e, 2)
     try:
         start = time.monotonic()
         for i in range(4):
@@ -404,15 +410,7 @@ def test_later_events_reach_the_others_while_one_filter_is_slow(env):
     one client's filter sleeps through all of them. Each one reaches them promptly (once the
     worker held by that filter was replaced, later events must not queue behind it)."""
     e = env(workers=4, filter_timeout=5.0)
-    release = threading.Event()
-
-    def created(data, params):
-        if params['slow'] and data['id'] == 0:
-            release.wait(5)
-        return data
-    e.services['todos'] = {'created': created}
-    slow = e.connect(slow=True)
-    others = [e.connect(slow=False) for _ in range(20)]
+    release, slow, others = one_client_held(e, 20, holds=lambda data: data['id'] == 0)
     try:
         for i in range(5):
             start = time.monotonic()
