@@ -300,12 +300,16 @@ def company_app(todos):
 
 @pytest.fixture
 def prebuilt_frames(monkeypatch) -> List[Any]:
-    """The messages broadcasts framed once for all their clients (``_realtime.prebuilt_frame``),
+    """The messages broadcasts framed once for all their clients (``transport.Message.wire``),
     in order."""
-    from flask_feathers.providers import _realtime
+    from flask_feathers.transport import websocket
 
     built: List[Any] = []
-    prebuilt_frame = _realtime.prebuilt_frame
-    monkeypatch.setattr(_realtime, 'prebuilt_frame',
-                        lambda data: built.append(data) or prebuilt_frame(data))
+    wire = websocket.Message.wire
+
+    def recording(self: Any) -> bytes:
+        if self._wire is None:
+            built.append(self.data)
+        return wire.fget(self)
+    monkeypatch.setattr(websocket.Message, 'wire', property(recording))
     return built

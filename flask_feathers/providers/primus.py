@@ -5,13 +5,13 @@
 Authorization runs on the upgrade request (``@primus.authorize``, ``fn(req, done)``): a refusal
 answers HTTP 401 with ``{"error": "..."}``. Wire facts: PROTOCOL.md section 7.
 
-Per connection: the request thread reads frames and keeps the heartbeat; one writer thread sends
-from a bounded queue (a client that stops reading is dropped instead of growing memory), so a slow
-client never blocks the dispatcher or other clients.
+Per connection: no thread. The request thread answers the upgrade and hands the socket to the
+connection layer (``transport/``): the hub reads it and keeps its heartbeat, senders write to it
+directly, a bounded backlog waits for a slow reader and a client that stops reading is dropped,
+so a slow client never blocks the dispatcher or other clients.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from flask import Response, request
 
@@ -28,6 +28,8 @@ from ..connections import Connection
 from ..events import EventEmitter
 from ..extension import FeathersState
 from ..service import invoke
+from .. import transport
+from ..transport import Message, WebSocket
 from . import _primus_protocol as proto
 from . import _realtime
 
@@ -68,7 +70,14 @@ class PrimusRequest:
 
 
 class Spark(EventEmitter):
-    """One Primus connection, as ``primus.on('connection', fn(spark))`` sees it."""
+    """One Primus connection, as ``primus.on('connection', fn(spark))`` sees it.
+
+    Its WebSocket lives on the connection layer (``transport/``): frames are written directly
+    by the sending thread, a client that stops reading is dropped when ``maxQueue`` frames wait,
+    the heartbeat is a hub timer, and inbound frames are handled in order on a pooled worker.
+    """
+
+    label = 'Primus'
 
     def __init__(self, server: 'PrimusServer', req: PrimusRequest) -> None:
         super().__init__()
@@ -78,68 +87,50 @@ class Spark(EventEmitter):
         self.headers = req.headers
         self.query = req.args
         self.feathers = req.feathers
-        self._ws: Any = None
-        #: frames are written by the sending thread while nothing is queued (see write_frame)
-        self._direct = False
-        #: the writer thread is writing a frame it took off the queue
-        self._writing = False
-        self._queue: Deque[Any] = collections.deque()  # frames, Rest tails, None to stop
-        self._queue_event = threading.Condition()
+        self._ws: Optional[WebSocket] = None
+        #: frames sent between registration and the handshake, written first once it is done
+        self._early: Optional[List[Any]] = []
+        self._lock = threading.Lock()
         self._acks: Dict[int, Callable[..., Any]] = {}
         self._ack_ids = iter(range(1, proto.MAX_ACK_ID))
-        self._ack_lock = threading.Lock()
-        self.open = True
-        self.last_seen = time.monotonic()
-        self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                        name=f'primus-writer-{self.id}')
+        self._closed = False
+        self.connection: Optional[Connection] = None
 
-    def _start(self, ws: Any) -> None:
-        # Frames queued between registration and the handshake go out first, in order.
-        with self._queue_event:
+    def _start(self, ws: WebSocket) -> None:
+        with self._lock:
             self._ws = ws
-            self._direct = _realtime.can_write_now(ws)
-        self._writer.start()
+            early, self._early = self._early or [], None
+        for item in early:
+            self._write(ws, item)
 
     def __repr__(self) -> str:
         return f'<Spark {self.id}>'
 
-    # -- sending --------------------------------------------------------------------------------
-    def write_frame(self, frame: str, prebuilt: Optional[_realtime.Rest] = None) -> None:
-        """Queue one encoded frame; drops the connection when its queue is full.
+    @property
+    def open(self) -> bool:
+        ws = self._ws
+        return not self._closed and (ws is None or ws.open)
 
-        ``prebuilt``: the same frame as websocket wire bytes, built once for every client of a
-        broadcast (:func:`_realtime.prebuilt_frame`; the server has compression off).
-        """
-        with self._queue_event:
-            if not self.open:
-                return
-            if len(self._queue) >= self.server.max_queue:
-                log.warning('Primus client %s stopped reading (%d frames queued); dropped',
-                            self.id, len(self._queue))
-                self.open = False
-                self._queue.clear()
-                self._queue.append(None)
-                self._queue_event.notify()
-                # The writer may be stuck in a blocking send and the reader waiting for a frame
-                # (forever with pingInterval 0): shutting the socket down wakes both.
-                _realtime.shutdown_socket(getattr(self._ws, 'sock', None))
-                return
-            # The writer thread writes a Rest (wire bytes) raw, and frames a str itself.
-            item: Any = prebuilt if self._direct and prebuilt is not None else frame
-            if self._direct and not self._queue and not self._writing:
-                # Nothing queued or being written: write it now, without blocking, and save
-                # waking the writer thread (what a fan-out to hundreds of clients costs). What
-                # the socket's buffer does not take goes to the writer thread, first in line.
-                try:
-                    rest = (_realtime.send_now(self._ws, prebuilt) if prebuilt is not None
-                            else _realtime.write_now(self._ws, frame))
-                except Exception:  # closing: the writer thread meets the same state
-                    rest = frame
-                if not rest:
+    # -- sending --------------------------------------------------------------------------------
+    def write_frame(self, frame: Union[str, Message]) -> None:
+        """Send one encoded frame (a :class:`~flask_feathers.transport.Message` when it is the
+        same for many clients); a client that stopped reading is dropped."""
+        ws = self._ws
+        if ws is None:
+            with self._lock:
+                if self._early is not None:
+                    self._early.append(frame)
                     return
-                item = rest
-            self._queue.append(item)
-            self._queue_event.notify()
+                ws = self._ws
+        if ws is not None:
+            self._write(ws, frame)
+
+    @staticmethod
+    def _write(ws: WebSocket, frame: Union[str, Message]) -> None:
+        if isinstance(frame, Message):
+            ws.send_message(frame)
+        else:
+            ws.send(frame)
 
     def write(self, data: Any) -> None:
         """Send a plain Primus data frame (``primus.on('data')`` on the client)."""
@@ -149,7 +140,7 @@ class Spark(EventEmitter):
         """Send an emitter event; a callable last argument receives the client's ack."""
         ack_id = None
         if args and callable(args[-1]):
-            with self._ack_lock:
+            with self._lock:
                 ack_id = next(self._ack_ids)
                 self._acks[ack_id] = args[-1]
             args = args[:-1]
@@ -158,47 +149,22 @@ class Spark(EventEmitter):
     def end(self) -> None:
         """Close deliberately: the client is told not to reconnect."""
         self.write_frame(proto.SERVER_CLOSE_FRAME)
-        with self._queue_event:
-            self.open = False
-            self._queue.append(None)
-            self._queue_event.notify()
-
-    def _write_loop(self) -> None:
+        self._closed = True
         ws = self._ws
-        while True:
-            with self._queue_event:
-                while not self._queue:
-                    self._queue_event.wait()
-                frame = self._queue.popleft()
-                self._writing = frame is not None
-            if frame is None:
-                break
-            try:
-                # Blocking, and without the lock: no direct write happens while _writing.
-                if isinstance(frame, _realtime.Rest):
-                    _realtime.send_all(ws, frame)
-                else:
-                    ws.send(frame)
-            except Exception:
-                self.open = False
-                break
-            finally:
-                with self._queue_event:
-                    self._writing = False
-        try:
+        if ws is not None:
             ws.close()
-        except Exception:
-            pass
 
-    def _close_writer(self) -> None:
-        with self._queue_event:
-            self.open = False
-            self._queue.append(None)
-            self._queue_event.notify()
+    # -- receiving (the connection layer calls these) ---------------------------------------------
+    def on_message(self, ws: WebSocket, frame: Any) -> None:  # hub thread
+        ws.deliver(self._handle, frame)
 
-    # -- receiving ------------------------------------------------------------------------------
-    def _handle(self, frame: Any, connection: Connection) -> None:
+    def on_close(self, ws: WebSocket) -> None:  # a worker, after every frame
+        self._closed = True
+        self.server._forget(self)
+
+    def _handle(self, ws: WebSocket, frame: Any) -> None:
         decoded = proto.decode(frame)
+        run = self.server.workers.submit
         if isinstance(decoded, proto.Ping):
             self.write_frame(proto.encode_pong(decoded.value))
         elif isinstance(decoded, proto.Pong):
@@ -207,14 +173,16 @@ class Spark(EventEmitter):
             if decoded.is_request:
                 self.write_frame(proto.encode_id(self.id))
         elif isinstance(decoded, proto.Event):
-            self.server._run_async(self._handle_event, decoded, connection)
+            # Each call runs on its own worker, like Flask-SocketIO's async handlers: a slow
+            # call never holds back the next one from the same client.
+            run(self._handle_event, decoded)
         elif isinstance(decoded, proto.Ack):
-            with self._ack_lock:
+            with self._lock:
                 callback = self._acks.pop(decoded.ack_id, None)
             if callback is not None:
-                self.server._run_async(callback, *decoded.args)
+                run(callback, *decoded.args)
         elif isinstance(decoded, proto.Data):
-            self.server._run_async(self._emit_local, 'data', decoded.value)
+            run(self._run_listeners, 'data', decoded.value)
         elif isinstance(decoded, proto.Invalid):
             log.info('Primus client %s sent an unusable frame (%s); ignored', self.id,
                      decoded.reason)
@@ -227,11 +195,12 @@ class Spark(EventEmitter):
                 except (TypeError, ValueError, RecursionError):
                     pass
 
-    def _handle_event(self, event: Any, connection: Connection) -> None:
+    def _handle_event(self, event: Any) -> None:
+        connection = self.connection
         name, args = event.name, list(event.args)
         if proto.is_reserved_event(name):
             ack = None
-        elif _realtime.is_call(name, args):
+        elif _realtime.is_call(name, args) and connection is not None:
             ack = _realtime.run_call(self.server.application, connection, name, args)
         elif self.listeners(name):
             if event.ack_id is not None:
@@ -277,6 +246,7 @@ class PrimusServer(EventEmitter):
         self.origins = check_origins(config.get('origins'))
         self.authorizers: List[Callable[..., Any]] = []
         self.sparks: Dict[str, Spark] = {}
+        self.workers = transport.get_hub().workers
         self._client_cache: Optional[tuple] = None
 
     def authorize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -299,8 +269,9 @@ class PrimusServer(EventEmitter):
             frame = proto.encode_event(message['event'], list(message['args']))
         else:
             frame = proto.encode_data(message['data'])
+        message = Message(frame)
         for spark in list(self.sparks.values()):
-            spark.write_frame(frame)
+            spark.write_frame(message)
 
     def forEach(self, fn: Callable[[Spark], Any]) -> None:  # noqa: N802 (Primus's name)
         for spark in list(self.sparks.values()):
@@ -310,16 +281,6 @@ class PrimusServer(EventEmitter):
 
     def spark(self, id: str) -> Optional[Spark]:
         return self.sparks.get(id)
-
-    def _run_async(self, fn: Callable[..., Any], *args: Any) -> None:
-        # Each inbound event runs in its own thread, like Flask-SocketIO's async handlers: a slow
-        # call never holds back the next one from the same client.
-        def run() -> None:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception('Primus handler %r raised', fn)
-        threading.Thread(target=run, daemon=True).start()
 
     # -- client library ---------------------------------------------------------------------------
     def client_library(self) -> tuple:
@@ -365,78 +326,56 @@ class PrimusServer(EventEmitter):
                             mimetype='application/json')
         return self._serve_socket(req)
 
-    def _serve_socket(self, req: PrimusRequest) -> Response:
-        from simple_websocket import ConnectionClosed, Server
-        environ = _realtime.websocket_environ(request.environ, self.compression)
+    def _serve_socket(self, req: PrimusRequest) -> Any:
+        environ = request.environ
+        if not transport.can_hand_over(environ):
+            log.warning('Primus needs a plain TCP socket from Werkzeug or gunicorn (not TLS, '
+                        'eventlet or gevent: terminate TLS in a proxy); connection refused')
+            return Response(json.dumps({'error': 'This server cannot serve Primus on this '
+                                                 'socket'}), status=501,
+                            mimetype='application/json')
         # Register before the handshake: a client may send its first call the moment it sees the
         # upgrade answer, and events from that call must already find this connection.
         spark = Spark(self, req)
         connection = Connection(spark.id, PROVIDER, req.feathers, _spark_sender(spark))
         connection.extra['spark'] = spark
+        spark.connection = connection
         self.sparks[spark.id] = spark
         self.state.connections.add(connection)
         try:
-            ws = Server(environ, max_message_size=self.max_message_size)
+            accepted = transport.accept(environ, spark, max_message_size=self.max_message_size,
+                                        max_backlog=self.max_queue, owner=self.state,
+                                        compression=self.compression)
         except Exception as exc:
             log.info('Primus WebSocket handshake failed: %r', exc)
-            self.sparks.pop(spark.id, None)
-            self.state.connections.remove(spark.id)
+            self._forget(spark, notify=False)
             return Response(status=400)
+        assert accepted is not None  # can_hand_over said yes
+        ws, mode = accepted
         spark._start(ws)
+        ws.heartbeat(self.ping_interval, _send_ping)
+        ws.start()
         self._run_listeners('connection', spark)
-        try:
-            self._read_loop(spark, ws, connection, ConnectionClosed)
-        finally:
-            self.sparks.pop(spark.id, None)
-            self.state.connections.remove(spark.id)
-            spark._close_writer()
-            spark._writer.join(5)
-            _release_socket(environ)
+        return transport.Done(mode)
+
+    def _forget(self, spark: Spark, notify: bool = True) -> None:
+        """The spark's connection ended: it leaves the registry and channels, then its listeners
+        and the server's 'disconnection' listeners run."""
+        self.sparks.pop(spark.id, None)
+        self.state.connections.remove(spark.id)
+        if notify:
             spark._run_listeners('end')
             self._run_listeners('disconnection', spark)
-        return _WebSocketDone(ws.mode)
 
-    def _read_loop(self, spark: Spark, ws: Any, connection: Connection, closed: type) -> None:
-        # Any frame counts as life. A ping goes out every interval; a client that sent nothing
-        # since the previous ping (a whole interval) is dropped.
-        interval = self.ping_interval
-        next_ping = time.monotonic() + interval if interval else None
-        ping_sent: Optional[float] = None
-        while spark.open:
-            timeout = max(0.0, next_ping - time.monotonic()) if next_ping else None
-            try:
-                frame = ws.receive(timeout=timeout)
-            except closed:
-                return
-            now = time.monotonic()
-            if frame is not None:
-                spark.last_seen = now
-                try:
-                    spark._handle(frame, connection)
-                except Exception:  # one bad frame must not end the connection
-                    log.exception('Primus client %s: a frame could not be handled', spark.id)
-            elif not ws.connected:
-                return
-            if next_ping is not None and now >= next_ping:
-                if ping_sent is not None and spark.last_seen < ping_sent:
-                    log.info('Primus client %s silent for %.1f s; dropped', spark.id,
-                             now - spark.last_seen)
-                    return
-                ping_sent = now
-                spark.write_frame(proto.encode_ping(int(time.time() * 1000)))
-                next_ping = now + interval
+
+def _send_ping(ws: WebSocket) -> None:
+    ws.send(proto.encode_ping(int(time.time() * 1000)))
 
 
 def _spark_sender(spark: Spark) -> Callable[[str, Any], None]:
     def send(event: str, data: Any) -> None:
         spark.write_frame(proto.encode_event(event, [data]))
     return send
-
-
-def _release_socket(environ: Dict[str, Any]) -> None:
-    # The HTTP server still holds a reader on this socket and would parse the client's last
-    # WebSocket bytes as a new request; shutting the socket down gives it a clean EOF.
-    _realtime.shutdown_socket(environ.get('werkzeug.socket') or environ.get('gunicorn.socket'))
 
 
 def check_origins(origins: Any) -> Any:
@@ -479,25 +418,6 @@ def origin_allowed(origins: Any, environ: Dict[str, Any]) -> bool:
     return origin in allowed
 
 
-class _WebSocketDone(Response):
-    """What the view returns once the WebSocket ended.
-
-    The socket was taken over, so no HTTP response may be written: Werkzeug's server drops a
-    request quietly on ConnectionError, gunicorn on StopIteration (what python-engineio does too).
-    """
-
-    def __init__(self, mode: str) -> None:
-        super().__init__()
-        self.mode = mode
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        if self.mode == 'werkzeug':
-            raise ConnectionError()
-        if self.mode == 'gunicorn':
-            raise StopIteration()
-        return []
-
-
 class PrimusProvider:
     """Attaches Primus to each app; see :func:`primus`."""
 
@@ -533,12 +453,10 @@ class PrimusProvider:
                          server.serve_library, methods=['GET'])
 
         def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
-            frame = proto.encode_event(event, [data])
-            # One websocket frame for everybody (server frames are not masked), unless
-            # permessage-deflate makes each connection's frames its own.
-            prebuilt = None if server.compression else _realtime.prebuilt_frame(frame)
+            # One websocket frame for every client without permessage-deflate.
+            message = Message(proto.encode_event(event, [data]))
             for conn in conns:
-                conn.extra['spark'].write_frame(frame, prebuilt)
+                conn.extra['spark'].write_frame(message)
         state.dispatcher.add_transport(PROVIDER, broadcast)
         if self.fn is not None:
             self.fn(server)

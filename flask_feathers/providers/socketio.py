@@ -208,7 +208,7 @@ class SocketIOProvider:
         max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
         io = FeathersSocketIO(state.app, **options)
         state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
-        frame_once = _eio_websocket.tune(io, compression)
+        _eio_websocket.tune(io, compression, max_queue)
         _guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
@@ -249,14 +249,20 @@ class SocketIOProvider:
             return False
 
         def keeps_up(conn: Connection) -> bool:
-            # engine.io queues packets per client without a bound: a client that stopped reading
-            # would grow it until the ping timeout. Past max_queue it is dropped instead.
             if 'eio_socket' not in conn.extra:
                 eio_sid = server.manager.eio_sid_from_sid(conn.id, NAMESPACE)
                 conn.extra['eio_socket'] = server.eio.sockets.get(eio_sid)
             eio_socket = conn.extra['eio_socket']
             # No engine.io socket: Flask-SocketIO's test client, which has no queue to bound.
-            if eio_socket is None or eio_socket.queue.qsize() < max_queue:
+            if eio_socket is None:
+                return True
+            ws = _eio_websocket.hub_websocket(eio_socket)
+            if ws is not None:  # the connection layer bounds its backlog and drops by itself
+                return ws.open
+            # engine.io's own queue (long-polling, upgraded websockets) has no bound: a client
+            # that stopped reading would grow it until the ping time-out. Past max_queue it is
+            # dropped instead.
+            if eio_socket.queue.qsize() < max_queue:
                 return True
             if not conn.extra.get('dropped'):
                 conn.extra['dropped'] = True
@@ -266,9 +272,6 @@ class SocketIOProvider:
                     eio_socket.close(wait=False, abort=True)
                 except Exception:  # already closing
                     pass
-                # Its writer thread may be stuck in a blocking send, and its reader waiting for
-                # a frame: shutting the socket down ends both (and the client sees the end).
-                _realtime.shutdown_socket(_eio_websocket.raw_socket(eio_socket))
             return False
 
         def send(sid: str, event: str, data: Any) -> None:
@@ -280,11 +283,11 @@ class SocketIOProvider:
             ready = [c for c in conns if is_ready(c) and keeps_up(c)]
             if not ready:
                 return
-            if frame_once:  # one websocket frame for every client that takes direct writes
-                sids = _eio_websocket.send_to_many(
-                    server, NAMESPACE, event, data, [(c.id, c.extra['eio_socket']) for c in ready])
-            else:
-                sids = [c.id for c in ready]
+            # One websocket frame for every handed-over client; the others through engine.io.
+            sids = _eio_websocket.send_to_many(
+                server, NAMESPACE, event, data,
+                [(c.id, c.extra['eio_socket']) for c in ready if c.extra['eio_socket'] is not None])
+            sids += [c.id for c in ready if c.extra['eio_socket'] is None]
             if sids:
                 server.emit(event, data, to=sids, namespace=NAMESPACE, ignore_queue=True)
 

@@ -1,0 +1,37 @@
+"""The one connection layer both socket transports use (Socket.IO and Primus).
+
+* :mod:`.handover`: the WSGI request thread does the WebSocket handshake and hands the socket
+  over; it never serves the connection.
+* :mod:`.hub`: one I/O thread per process reads every socket, writes the backlogs, and runs every
+  connection's timers (heartbeats, time-outs, close deadlines).
+* :mod:`.websocket`: one connection: framing, direct non-blocking writes, the bounded backlog
+  and the slow-reader drop, the heartbeat, closing, and the serial lane that hands its messages
+  to application code in order.
+* :mod:`.workers`: the elastic pool of threads where application code runs.
+* :mod:`.admission`: the connect rate and refusals, shared by both transports.
+
+Thin adapters put the protocols on top: ``providers/_eio_websocket.py`` (engine.io, under
+Flask-SocketIO) and ``providers/primus.py``.
+"""
+from .handover import Done, can_hand_over, handshake, slim_environ, take_over, websocket_environ
+from .hub import Hub, get_hub
+from .websocket import Message, WebSocket
+from .workers import PooledTask, Workers
+
+__all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'can_hand_over',
+           'get_hub', 'handshake', 'slim_environ', 'take_over', 'websocket_environ', 'accept']
+
+
+def accept(environ, handler, *, max_message_size, max_backlog, owner=None, compression=False):
+    """Handshake and hand over the WebSocket of ``environ``: ``(ws, mode)``, with ``ws`` not
+    started yet (the caller sets up its adapter, then calls ``ws.start()``), or None when this
+    server's sockets cannot be handed over. Raises when the handshake fails."""
+    if not can_hand_over(environ):
+        return None
+    raw = environ.get('werkzeug.socket') or environ.get('gunicorn.socket')
+    proto, mode = handshake(websocket_environ(environ, compression))
+    sock = take_over(raw)
+    slim_environ(environ)
+    ws = WebSocket(sock, proto, handler, get_hub(), max_message_size=max_message_size,
+                   max_backlog=max_backlog, owner=owner)
+    return ws, mode
