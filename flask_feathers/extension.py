@@ -135,7 +135,12 @@ class FeathersState:
         self.dispatcher.dispatch(path, event, data)
 
     def close(self) -> None:
-        """Stop the message queue subscriber and the filter workers of this app."""
+        """Close this app's socket connections (close frame 1001, going away: clients reconnect
+        elsewhere; at most ``transport.hub.SHUTDOWN_GRACE`` seconds), then stop the message
+        queue subscriber and the filter workers."""
+        from .transport import hub
+        if hub._hub is not None:
+            hub._hub.close_all(owner=self)
         self.fanout.close()
         self.dispatcher.close()
 
@@ -320,8 +325,8 @@ class Feathers:
         return self._current(required=True)  # type: ignore[return-value]
 
     def close(self, app: Optional[Flask] = None) -> None:
-        """Stop background work (message queue subscriber, filter workers) of ``app``, or of
-        every app this extension is initialised on."""
+        """Close the socket connections and stop background work (message queue subscriber,
+        filter workers) of ``app``, or of every app this extension is initialised on."""
         for state in [self._state_for(app)] if app is not None else self._states:
             state.close()
 
@@ -330,10 +335,21 @@ class Feathers:
         """Start a server for ``app`` (like the seed's ``app.listen``).
 
         With Socket.IO configured this is ``socketio.run``; otherwise Werkzeug's threaded server.
+        It raises the open-files limit to the hard limit (one descriptor per client), listens
+        with a queue of 4,096 (a reconnect storm), and on SIGTERM or Ctrl-C sends every socket a
+        close frame (1001, going away: clients reconnect elsewhere) before it returns.
         """
+        from .transport import serving
         state = self._state_for(app)
         state.application.ensure_setup()
         app = app or _app_of(state)
+        serving.raise_open_files_limit()
+        with serving.werkzeug_listen_queue(), serving.stop_on_sigterm(state.close):
+            self._serve(state, app, host, port, kwargs)
+
+    @staticmethod
+    def _serve(state: FeathersState, app: Flask, host: Optional[str], port: Optional[int],
+               kwargs: Dict[str, Any]) -> None:
         if state.io is not None:
             # Like the seed's app.listen(): start serving. Flask-SocketIO refuses Werkzeug outside
             # debug mode unless told; say once that it is a development server instead.

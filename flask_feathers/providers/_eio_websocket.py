@@ -83,6 +83,8 @@ class HubSocket(eio_socket_module.Socket):
     hub: transport.Hub
     max_backlog: int
     compression: bool
+    #: whose connections these are (the app's FeathersState): api.close() closes them
+    owner: Any
 
     _timer: Optional[transport.hub.Timer] = None
 
@@ -119,7 +121,7 @@ class HubSocket(eio_socket_module.Socket):
         try:
             accepted = transport.accept(environ, handler,
                                         max_message_size=self.server.max_http_buffer_size,
-                                        max_backlog=self.max_backlog, owner=self.server,
+                                        max_backlog=self.max_backlog, owner=self.owner,
                                         compression=self.compression)
         except Exception as exc:  # a bad upgrade request
             log.info('Socket.IO websocket handshake failed: %r', exc)
@@ -204,7 +206,7 @@ def send_to_many(server: Any, namespace: str, event: str, data: Any,
     return rest
 
 
-def tune(io: Any, compression: bool, max_backlog: int) -> None:
+def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> None:
     """Put ``io``'s engine.io server on the connection layer (see the module doc).
 
     ``eio._async`` is the driver table engineio shares between servers of one async mode: this
@@ -213,7 +215,7 @@ def tune(io: Any, compression: bool, max_backlog: int) -> None:
     eio = io.server.eio
     hub = transport.get_hub()
     socket_class = type('HubSocket', (HubSocket,), {'hub': hub, 'max_backlog': max_backlog,
-                                                    'compression': compression})
+                                                    'compression': compression, 'owner': owner})
     base = (eio._async or {}).get('websocket')
     table = dict(eio._async, queue=HubQueue,
                  thread=functools.partial(transport.PooledTask, hub.workers))

@@ -29,7 +29,7 @@ from ..events import EventEmitter
 from ..extension import FeathersState
 from ..service import invoke
 from .. import transport
-from ..transport import Message, WebSocket
+from ..transport import Message, WebSocket, admission
 from . import _primus_protocol as proto
 from . import _realtime
 
@@ -310,7 +310,7 @@ class PrimusServer(EventEmitter):
             log.info('Primus connection from origin %r refused', request.headers.get('Origin'))
             return Response(json.dumps({'error': 'Origin not allowed'}), status=403,
                             mimetype='application/json')
-        too_many = _realtime.over_connect_rate(self.state.connect_rate, request.remote_addr)
+        too_many = admission.over_connect_rate(self.state.connect_rate, request.remote_addr)
         if too_many is not None:
             return Response(json.dumps({'error': too_many.message}), status=too_many.code,
                             mimetype='application/json')
@@ -320,7 +320,7 @@ class PrimusServer(EventEmitter):
                 invoke(fn, (req,), self.application.callback_timeout,
                        label='primus.authorize hook')
         except Exception as exc:
-            message = _realtime.refusal_message(exc, self.application.debug)
+            message = admission.refusal_message(exc, self.application.debug)
             log.info('Primus connection refused: %r', exc)
             return Response(json.dumps({'error': message}), status=401,
                             mimetype='application/json')

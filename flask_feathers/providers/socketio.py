@@ -22,6 +22,7 @@ from .. import errors
 from ..connections import Connection
 from ..extension import FeathersState
 from ..service import invoke
+from ..transport import admission
 from . import _eio_websocket, _realtime
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ NAMESPACE = '/'
 #: Packets engine.io may queue for one client before it is dropped as not reading.
 DEFAULT_MAX_QUEUE = 1024
 #: What a refused client sees when a middleware failed with something else than a FeathersError.
-REFUSED_MESSAGE = _realtime.REFUSED_MESSAGE
+REFUSED_MESSAGE = admission.REFUSED_MESSAGE
 
 
 class SocketContext:
@@ -208,7 +209,7 @@ class SocketIOProvider:
         max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
         io = FeathersSocketIO(state.app, **options)
         state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
-        _eio_websocket.tune(io, compression, max_queue)
+        _eio_websocket.tune(io, compression, max_queue, owner=state)
         _guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
@@ -297,7 +298,7 @@ class SocketIOProvider:
             sid = flask.request.sid
             feathers: Dict[str, Any] = {'provider': PROVIDER}
             socket = SocketContext(sid, auth, flask.request._get_current_object(), feathers)
-            too_many = _realtime.over_connect_rate(state.connect_rate, flask.request.remote_addr)
+            too_many = admission.over_connect_rate(state.connect_rate, flask.request.remote_addr)
             if too_many is not None:
                 raise ConnectionRefusedError(too_many.message, too_many.to_dict())
             try:
@@ -312,10 +313,10 @@ class SocketIOProvider:
             except ConnectionRefusedError:
                 raise
             except Exception as exc:
-                data = _realtime.connection_refusal(exc)
+                data = admission.connection_refusal(exc)
                 if data is None:
                     log.info('Socket.IO connection %s refused: %r', sid, exc)
-                message = _realtime.refusal_message(exc, application.debug)
+                message = admission.refusal_message(exc, application.debug)
                 raise ConnectionRefusedError(message, data) if data is not None \
                     else ConnectionRefusedError(message) from None
             connections.add(Connection(sid, PROVIDER, feathers, functools.partial(send, sid)))

@@ -1,0 +1,37 @@
+"""Admission, the same for both socket transports: the connect rate per client address and what
+a refused client is told (the authorization chains themselves are the providers': ``io.use`` and
+``primus.authorize``)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+from .. import errors
+
+log = logging.getLogger(__name__)
+
+
+def connection_refusal(exc: BaseException) -> Optional[Dict[str, Any]]:
+    """The wire dict for a refused connection when ``exc`` is a FeathersError, else None."""
+    return exc.to_dict() if isinstance(exc, errors.FeathersError) else None
+
+
+#: What a refused client is told when the hook failed with something other than a FeathersError.
+REFUSED_MESSAGE = 'Connection refused by server'
+
+
+def refusal_message(exc: BaseException, debug: bool) -> str:
+    """The message a refused client may see: a FeathersError's own, anything else's only in
+    debug (``'str' object has no attribute 'get'`` or a database error says too much)."""
+    if isinstance(exc, errors.FeathersError) or debug:
+        return str(exc) or REFUSED_MESSAGE
+    return REFUSED_MESSAGE
+
+
+def over_connect_rate(rate: Any, address: Optional[str]) -> Optional[errors.FeathersError]:
+    """TooManyRequests when ``address`` is over ``FEATHERS_CONNECT_RATE`` (``rate`` is the
+    state's :class:`~flask_feathers.connections.ConnectRate` or None), else None."""
+    if rate is None or rate.admit(address):
+        return None
+    log.info('connection from %s refused: over FEATHERS_CONNECT_RATE', address)
+    return errors.TooManyRequests('Too many connections from this address; try again later')
