@@ -50,6 +50,13 @@ Broadcast = Callable[[str, Any, Sequence[Connection]], None]
 
 DEFAULT_FILTER_WORKERS = 8
 DEFAULT_FILTER_TIMEOUT = 10.0
+#: Filtered deliveries that may wait in the process (FEATHERS_MAX_PENDING) before the calls that
+#: produce events wait for them: at about 30,000 filtered deliveries a second, a fifth of a
+#: second of backlog, a few MB.
+DEFAULT_MAX_PENDING = 5000
+
+#: set on the dispatcher's own worker threads: an event a filter produces never waits for room
+_local = threading.local()
 
 _PENDING, _SEND, _SKIP = 0, 1, 2
 #: filtered and at the head of its lane, waiting in a worker's outbox for a grouped send
@@ -162,7 +169,10 @@ class Dispatcher:
     def __init__(self, connections: ConnectionRegistry, find_service: Callable[[str], Any],
                  workers: int = DEFAULT_FILTER_WORKERS,
                  filter_timeout: float = DEFAULT_FILTER_TIMEOUT,
-                 publishers: Optional[Publishers] = None) -> None:
+                 publishers: Optional[Publishers] = None,
+                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        if max_pending < 1:
+            raise ValueError(f'FEATHERS_MAX_PENDING must be at least 1, got {max_pending}')
         if workers < 1:
             raise ValueError(f'FEATHERS_FILTER_WORKERS must be at least 1, got {workers}')
         if filter_timeout <= 0:
@@ -173,6 +183,11 @@ class Dispatcher:
         self.publishers = publishers
         self.workers = workers
         self.filter_timeout = filter_timeout
+        self.max_pending = max_pending
+        #: producers waiting for room (see _admit)
+        self._waiting = 0
+        #: the most deliveries that were ever pending at once (tests, bench)
+        self.peak_pending = 0
         self._transports: Dict[str, Broadcast] = {}
         self._order_lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
@@ -292,8 +307,7 @@ class Dispatcher:
                 connections: Sequence[Connection]) -> None:
         if not connections:
             return
-        with self._idle:
-            self._pending += len(connections)
+        self._admit(len(connections))
         behind_stuck: List[Tuple[Connection, _Slot]] = []
         # One queue per event, drained by one worker: a task per connection costs more than most
         # filters. A filter slower than GROUP_HOLD makes the watchdog add a worker, so a slow
@@ -361,6 +375,7 @@ class Dispatcher:
 
     def _run_queue(self) -> None:
         """A worker loop: drain the runnable works in turn until none is left."""
+        _local.worker = True
         with self._sched_lock:
             if not self._runnable:
                 self._loops -= 1
@@ -441,11 +456,35 @@ class Dispatcher:
                     self._drain(conn)
         self._done(len(items))
 
+    def _admit(self, count: int) -> None:
+        """Count ``count`` new filtered deliveries as pending, first waiting while that would
+        take the process past ``max_pending`` (backpressure: the service call that produced the
+        event, and so its ack, waits instead of the backlog growing). One event is always let in
+        when nothing is pending; a filter's own events never wait (its worker is what drains);
+        nobody waits longer than ``filter_timeout``, after which every pending filter has ended
+        or been skipped anyway."""
+        with self._idle:
+            if self._pending and self._pending + count > self.max_pending and \
+                    not getattr(_local, 'worker', False):
+                self._waiting += 1
+                try:
+                    if not self._idle.wait_for(
+                            lambda: not self._pending or
+                            self._pending + count <= self.max_pending, self.filter_timeout):
+                        log.warning('%d filtered deliveries still pending after %.1f s; '
+                                    'dispatching one more event anyway', self._pending,
+                                    self.filter_timeout)
+                finally:
+                    self._waiting -= 1
+            self._pending += count
+            if self._pending > self.peak_pending:
+                self.peak_pending = self._pending
+
     def _done(self, count: int) -> None:
         """``count`` deliveries were sent or skipped."""
         with self._idle:
             self._pending -= count
-            if self._pending == 0:
+            if self._pending == 0 or (self._waiting and self._pending < self.max_pending):
                 self._idle.notify_all()
 
     def _run_filter(self, conn: Connection, slot: _Slot, box: _Outbox) -> None:

@@ -15,7 +15,8 @@ from flask import Flask, current_app, has_app_context
 from .channels import Channel, Channels
 from .connections import ConnectionRegistry, ConnectRate
 from .encoding import jsonable
-from .dispatch import DEFAULT_FILTER_TIMEOUT, DEFAULT_FILTER_WORKERS, Dispatcher
+from .dispatch import (DEFAULT_FILTER_TIMEOUT, DEFAULT_FILTER_WORKERS, DEFAULT_MAX_PENDING,
+                       Dispatcher)
 from .fanout import LocalFanout
 from .registry import Application, WrappedService
 from .service import DEFAULT_CALLBACK_TIMEOUT
@@ -28,6 +29,8 @@ FEATHERS_CALLBACK_TIMEOUT = 'FEATHERS_CALLBACK_TIMEOUT'
 FEATHERS_FILTER_WORKERS = 'FEATHERS_FILTER_WORKERS'
 #: Seconds an event filter may take for one client before that client is skipped.
 FEATHERS_FILTER_TIMEOUT = 'FEATHERS_FILTER_TIMEOUT'
+#: Filtered deliveries that may wait in the process before event-producing calls wait too.
+FEATHERS_MAX_PENDING = 'FEATHERS_MAX_PENDING'
 #: When true, internal error messages (never tracebacks) reach clients; defaults to ``app.debug``.
 FEATHERS_DEBUG = 'FEATHERS_DEBUG'
 #: Redis URL (``redis://127.0.0.1:6379/0``) shared by several server processes: every service event
@@ -46,6 +49,7 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_CALLBACK_TIMEOUT: DEFAULT_CALLBACK_TIMEOUT,
     FEATHERS_FILTER_WORKERS: DEFAULT_FILTER_WORKERS,
     FEATHERS_FILTER_TIMEOUT: DEFAULT_FILTER_TIMEOUT,
+    FEATHERS_MAX_PENDING: DEFAULT_MAX_PENDING,
     FEATHERS_DEBUG: None,
     FEATHERS_MESSAGE_QUEUE: None,
     FEATHERS_MESSAGE_QUEUE_CHANNEL: 'flask-feathers',
@@ -72,6 +76,7 @@ class FeathersState:
         self.dispatcher = Dispatcher(self.connections, application.lookup,
                                      workers=int(config[FEATHERS_FILTER_WORKERS]),
                                      filter_timeout=float(config[FEATHERS_FILTER_TIMEOUT]),
+                                     max_pending=int(config[FEATHERS_MAX_PENDING]),
                                      publishers=application.publishers)
         #: named channels of this app's connections (Feathers 5's model)
         self.channels = Channels(self.connections)

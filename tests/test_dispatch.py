@@ -15,11 +15,11 @@ from flask_feathers.testing import FakeConnection
 class Env:
     """A dispatcher over a registry, with services registered by path."""
 
-    def __init__(self, workers=4, filter_timeout=5.0):
+    def __init__(self, workers=4, filter_timeout=5.0, **kw):
         self.registry = ConnectionRegistry()
         self.services = {}
         self.dispatcher = Dispatcher(self.registry, self._find, workers=workers,
-                                     filter_timeout=filter_timeout)
+                                     filter_timeout=filter_timeout, **kw)
         self.broadcasts = []
 
     def _find(self, path):
@@ -452,3 +452,57 @@ def test_a_client_leaving_while_an_event_is_queued_is_not_waited_for(env):
     e.idle(2)
     assert staying.events() == [{'id': 1}]
     assert leaving.sent == [] and not leaving.lane
+
+
+def test_a_full_backlog_slows_the_writer_down_and_loses_nothing(env):
+    """Backpressure: past max_pending filtered deliveries, dispatch (the service call that
+    produced the event, and so its ack) waits for room instead of the backlog growing; every
+    event still reaches every client, in order."""
+    e = env(workers=4, max_pending=20)
+    release = threading.Event()
+
+    def created(data, params):
+        release.wait(10)  # the filters are stuck until the test lets them go
+        return data
+    e.services['todos'] = {'created': created}
+    conns = [e.connect(n=n) for n in range(10)]
+    produced = []
+
+    def writer():
+        for i in range(30):
+            e.dispatcher.dispatch('todos', 'created', {'i': i})
+            produced.append(i)
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    # Two events fill the bound (10 clients each); the third must wait for room.
+    deadline = time.monotonic() + 10
+    while len(produced) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(produced) == 2, f'{len(produced)} events dispatched before the filters ran'
+    thread.join(0.3)
+    assert thread.is_alive() and len(produced) == 2, \
+        'the writer was not slowed down at the bound'
+    assert e.dispatcher._pending == 20
+    release.set()
+    thread.join(20)
+    assert not thread.is_alive() and produced == list(range(30)), 'the writer failed or hung'
+    e.idle(20)
+    assert e.dispatcher.peak_pending <= 20, e.dispatcher.peak_pending
+    for conn in conns:
+        assert [d['i'] for d in conn.events()] == list(range(30)), 'an event was lost or reordered'
+
+
+def test_one_event_is_let_in_even_when_larger_than_the_bound(env):
+    e = env(max_pending=3)
+    e.services['todos'] = {'created': lambda data, params: data}
+    conns = [e.connect(n=n) for n in range(10)]
+    for i in range(5):
+        e.dispatcher.dispatch('todos', 'created', {'i': i})
+    e.idle(10)
+    for conn in conns:
+        assert [d['i'] for d in conn.events()] == list(range(5))
+
+
+def test_max_pending_must_be_positive():
+    with pytest.raises(ValueError, match='FEATHERS_MAX_PENDING'):
+        Dispatcher(ConnectionRegistry(), lambda path: None, max_pending=0)

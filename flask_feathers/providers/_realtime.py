@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket as _socket
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Sequence
 
 from .. import errors
 from ..connections import Connection
