@@ -13,11 +13,17 @@
 //   slow    clients, events: the ctodos fan-out to everybody else, without then with a client whose
 //           filter sleeps 1 s
 //   hold    steps [250, 500, ...], hold (s), pid (server pid for RSS): the connections held
+//   storm   clients, rounds, bound_s, gap_ms, mix (['socketio'] or ['socketio', 'primus']), pid:
+//           all clients close at once, then all reconnect at once; per round the time until 50%,
+//           90%, 99%, 100% are back, the next broadcast, the server's threads and RSS
+//   hold10k clients, mix, pid: that many connections at once, one broadcast; RSS per connection
+//   sustained clients, service, creates, inflight, pid: creates spread over the listeners with
+//           `inflight` in flight; deliveries/s, what is missing, latency from each create's ack
+// storm and hold10k spread their clients over worker processes (swarm.js), each with its own
+// loopback source address; the coordinator samples /proc/<pid>/status of the server every 100 ms.
 // Every wait is bounded; the process exits by itself (a watchdog kills it after `deadline` s).
 'use strict';
 const fs = require('fs');
-const { io } = require('socket.io-client');
-const Primus = require('primus');
 
 const scenario = process.argv[2];
 const opts = JSON.parse(process.argv[3] || '{}');
@@ -31,51 +37,14 @@ const deadline = setTimeout(() => {
 }, (opts.deadline || 300) * 1000);
 deadline.unref();
 
-const PrimusSocket = Primus.createSocket({ transformer: 'websockets', plugin: { emitter: require('primus-emitter') } });
-const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const { Client: BaseClient, now, wall, sleep, stats, procStatus, nofile } = require('./client');
+const { Swarm } = require('./swarm');
 
 // -- clients ---------------------------------------------------------------------------------------
-class Client {
-  constructor (auth) {
-    this.auth = auth;
-    this.connected = false;
-    this.handlers = new Map();
-  }
-
-  connect (timeoutMs) {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
-      const done = (ok) => { clearTimeout(timer); resolve(ok); };
-      if (opts.transport === 'primus') {
-        const q = new URLSearchParams(Object.entries(this.auth).map(([k, v]) => [k, String(v)]));
-        const s = this.sock = new PrimusSocket(`${opts.url}?${q}`, { strategy: false, manual: false });
-        s.on('open', () => { this.connected = true; done(true); });
-        s.on('end', () => { this.connected = false; });
-        s.on('close', () => { this.connected = false; });
-        s.on('error', () => done(false));
-      } else {
-        const s = this.sock = io(opts.url, { transports: ['websocket'], auth: this.auth, reconnection: false, forceNew: true, timeout: timeoutMs });
-        s.on('connect', () => { this.connected = true; done(true); });
-        s.on('disconnect', () => { this.connected = false; });
-        s.on('connect_error', () => done(false));
-      }
-    });
-  }
-
-  on (event, fn) { this.sock.on(event, fn); }
-
-  create (service, data) {
-    return new Promise((resolve, reject) => {
-      const ack = (err, result) => (err ? reject(err) : resolve(result));
-      const args = opts.dialect === 'modern' ? ['create', service, data, {}, ack] : [`${service}::create`, data, {}, ack];
-      if (opts.transport === 'primus') this.sock.send(...args);
-      else this.sock.emit(...args);
-    });
-  }
-
-  close () {
-    try { if (opts.transport === 'primus') this.sock.end(); else this.sock.close(); } catch (e) { /* gone */ }
+// A client of this run's server, transport and dialect (client.js).
+class Client extends BaseClient {
+  constructor (auth, transport = opts.transport) {
+    super({ url: opts.url, dialect: opts.dialect, transport, auth });
   }
 }
 
@@ -93,18 +62,9 @@ async function connectMany (n, authOf, batch = 50) {
 
 function closeAll (clients) { for (const c of clients) c.close(); }
 
-function stats (values) {
-  if (!values.length) return { n: 0, p50: null, p99: null, mean: null, max: null };
-  const s = [...values].sort((a, b) => a - b);
-  const pick = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-  return { n: s.length, p50: pick(0.5), p99: pick(0.99), mean: s.reduce((a, b) => a + b, 0) / s.length, max: s[s.length - 1] };
-}
-
 function rssKb (pid) {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch (e) { return null; }
+  const status = procStatus(pid);
+  return status ? status.rss_kb : null;
 }
 
 // Watches `event` on every client and resolves when each expected recipient has every id.
@@ -282,7 +242,364 @@ async function hold () {
   return { base_rss_mb: base / 1024, steps: out, held: Math.max(0, ...out.filter((r) => r.held).map((r) => r.target)) };
 }
 
-const scenarios = { rpc, fanout, slow, hold };
+// -- many clients: storm, hold10k ------------------------------------------------------------------
+function readNumber (path) {
+  try { return Number(fs.readFileSync(path, 'utf8').trim()); } catch (e) { return null; }
+}
+
+// The machine's task limit (threads count as tasks) and how many tasks exist now.
+function machineTasks () {
+  let total = null;
+  try { total = Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[3].split('/')[1]); } catch (e) { /* keep null */ }
+  return total;
+}
+const TASK_LIMIT = Math.min(readNumber('/proc/sys/kernel/pid_max') || Infinity, readNumber('/proc/sys/kernel/threads-max') || Infinity);
+
+// Samples the server's threads and RSS every 100 ms, keeps the peak of a window, and trips when the
+// server process is gone or the machine's tasks pass 75% of its limit (a threading server takes
+// several threads per client; past the machine's limit nothing on it can start a thread, the load
+// generator included). A trip aborts the scenario with that reason, reported as its error.
+class Sampler {
+  constructor (pid) {
+    this.pid = pid;
+    this.peak = null;
+    this.tripped = null;
+    this.maxTasks = 0;
+    this.onTrip = [];
+    this.timer = setInterval(() => this.tick(), 100);
+  }
+
+  tick () {
+    const s = procStatus(this.pid);
+    if (!s) { this.trip('the server process is gone'); return; }
+    if (this.peak) {
+      this.peak.threads = Math.max(this.peak.threads, s.threads);
+      this.peak.rss_kb = Math.max(this.peak.rss_kb, s.rss_kb);
+    }
+    const tasks = machineTasks();
+    if (tasks !== null) {
+      this.maxTasks = Math.max(this.maxTasks, tasks);
+      if (tasks > 0.75 * TASK_LIMIT) {
+        this.trip(`the machine reached ${tasks} tasks (limit ${TASK_LIMIT}, pid_max/threads-max); ` +
+                  `the server had ${s.threads} threads`);
+      }
+    }
+  }
+
+  trip (reason) {
+    if (this.tripped) return;
+    this.tripped = reason;
+    for (const fn of this.onTrip) fn(reason);
+  }
+
+  // Resolves never; rejects when the sampler trips: race it against a wait.
+  get aborted () {
+    if (!this._aborted) {
+      this._aborted = new Promise((resolve, reject) => {
+        if (this.tripped) reject(new Error(this.tripped));
+        this.onTrip.push((reason) => reject(new Error(reason)));
+      });
+      this._aborted.catch(() => null);
+    }
+    return this._aborted;
+  }
+
+  guard (promise) { return Promise.race([promise, this.aborted]); }
+  startPeak () { const s = procStatus(this.pid); this.peak = s ? { ...s } : { threads: 0, rss_kb: 0 }; }
+  takePeak () { const p = this.peak; this.peak = null; return p; }
+  now () { return procStatus(this.pid); }
+  stop () { clearInterval(this.timer); }
+}
+
+// clients 0..n-1: transport of client i under a mix (['socketio'] or ['socketio', 'primus'])
+const transportOf = (mix, i) => mix[i % mix.length];
+
+function splitSpecs (n, mix, workers) {
+  const shares = Array.from({ length: workers }, () => []);
+  for (let i = 0; i < n; i++) shares[i % workers].push({ transport: transportOf(mix, i), auth: { companyId: 1 } });
+  return shares;
+}
+
+// Checks the open-files limits of the server and of this process (the workers inherit it).
+function fdCheck (pid, n, perWorker) {
+  const server = nofile(pid);
+  const client = nofile(process.pid);
+  const problems = [];
+  if (server !== null && server < n + 100) problems.push(`server open-files limit ${server} < ${n + 100}`);
+  if (client !== null && client < perWorker + 100) problems.push(`load generator open-files limit ${client} < ${perWorker + 100}`);
+  return { server_nofile: server === Infinity ? 'unlimited' : server, client_nofile: client === Infinity ? 'unlimited' : client, problems };
+}
+
+// Starts the swarm and connects n clients; returns {swarm, setup, producer} (setup: per worker).
+async function startSwarm (n, mix, perWorker, connectBoundS, sampler) {
+  const workers = Math.max(1, Math.ceil(n / perWorker));
+  const swarm = new Swarm(workers);
+  await sampler.guard(swarm.ready());
+  const shares = splitSpecs(n, mix, workers);
+  const deadlineWall = wall() + connectBoundS * 1000;
+  const setup = await sampler.guard(swarm.all((w) => ({
+    cmd: 'setup', specs: shares[w.index], url: opts.url, dialect: opts.dialect, localAddress: w.localAddress,
+    event: 'todos created', concurrency: 64, timeoutMs: 20000, deadline: deadlineWall
+  }), connectBoundS * 1000 + 30000));
+  return { swarm, setup, workers };
+}
+
+function sumErrors (parts) {
+  const out = {};
+  for (const part of parts) for (const [k, v] of Object.entries(part.errors || {})) out[k] = (out[k] || 0) + v;
+  return out;
+}
+
+// One create on `todos` by the producer, then how many swarm clients got it (bounded waits).
+// The producer is an idle socket.io client outside the storm: if the server dropped it, that is
+// reported (producer_dropped), and a new producer connection (bounded) makes the check.
+async function broadcastCheck (swarm, producer, sampler, n) {
+  let dropped = false;
+  if (!producer.connected) {
+    dropped = true;
+    if (!await sampler.guard(producer.connect(10000))) {
+      return { ok: false, producer_dropped: true, error: `the producer was disconnected and could not connect again (${producer.lastError})`, received: 0, expected: n };
+    }
+  }
+  let todo;
+  try { todo = await sampler.guard(producer.createWithin('todos', { text: 'after', companyId: 1 }, 10000)); } catch (e) {
+    if (sampler.tripped) throw e;
+    return { ok: false, producer_dropped: dropped, error: `create: ${String(e.message || e).slice(0, 80)}`, received: 0, expected: n };
+  }
+  const t0 = now();
+  const counts = await sampler.guard(swarm.all(() => ({ cmd: 'count', id: todo.id, until: wall() + 10000 }), 20000));
+  const received = counts.reduce((a, c) => a + c.received, 0);
+  const live = counts.reduce((a, c) => a + c.live, 0);
+  return { ok: received === n, producer_dropped: dropped, received, live, expected: n, wait_ms: now() - t0 };
+}
+
+// Time until p of the n planned clients were back (ms), or null when fewer came back.
+function timeToFraction (sorted, n, p) {
+  const k = Math.ceil(p * n);
+  return sorted.length >= k ? sorted[k - 1] : null;
+}
+
+async function storm () {
+  const n = opts.clients || 2000;
+  const rounds = opts.rounds || 3;
+  const boundMs = (opts.bound_s || 60) * 1000;
+  const gapMs = opts.gap_ms === undefined ? 1000 : opts.gap_ms;
+  const mix = opts.mix || ['socketio'];
+  const perWorker = opts.per_worker || 2500;
+  const pid = opts.pid;
+  const fds = fdCheck(pid, n, perWorker);
+  const base = { clients: n, mix, rounds_planned: rounds, bound_s: boundMs / 1000, gap_ms: gapMs, task_limit: TASK_LIMIT, fds };
+  if (fds.problems.length) return Object.assign(base, { error: fds.problems.join('; ') });
+  const sampler = new Sampler(pid);
+  const producer = new Client({ companyId: 1 }, 'socketio');
+  let swarm = null;
+  const out = [];
+  try {
+    if (!await sampler.guard(producer.connect(20000))) return Object.assign(base, { error: `the producer could not connect (${producer.lastError})` });
+    const started = await startSwarm(n, mix, perWorker, opts.connect_bound_s || 120, sampler);
+    swarm = started.swarm;
+    const connected = started.setup.reduce((a, s) => a + s.connected, 0);
+    Object.assign(base, { workers: started.workers, connected, connect_ms: Math.max(...started.setup.map((s) => s.ms)), connect_errors: sumErrors(started.setup) });
+    console.error(`storm: ${connected}/${n} connected in ${Math.round(base.connect_ms)} ms`);
+    if (connected === 0) return Object.assign(base, { error: 'no client could connect' });
+    await sleep(1000);
+    for (let r = 1; r <= rounds; r++) {
+      const before = sampler.now();
+      sampler.startPeak();
+      const t0 = wall() + 300;
+      const closed = await sampler.guard(swarm.all(() => ({ cmd: 'close', at: t0 }), 20000));
+      const t1 = Math.max(t0 + gapMs, wall() + 20);
+      const back = await sampler.guard(swarm.all(() => ({ cmd: 'reconnect', at: t1, boundMs }), boundMs + 20000));
+      const times = Float64Array.from(back.flatMap((b) => b.times)).sort();
+      const missing = n - times.length;
+      const roundEnd = t1 + (missing ? boundMs : (times.length ? times[times.length - 1] : 0));
+      const broadcast = await broadcastCheck(swarm, producer, sampler, n);
+      await sampler.guard(sleep(Math.max(0, roundEnd + 5000 - wall())));
+      const after = sampler.now();
+      const peak = sampler.takePeak();
+      const row = {
+        round: r, tried: back.reduce((a, b) => a + b.tried, 0), back: times.length, missing,
+        ms_50: timeToFraction(times, n, 0.5), ms_90: timeToFraction(times, n, 0.9),
+        ms_99: timeToFraction(times, n, 0.99), ms_100: timeToFraction(times, n, 1.0),
+        errors: sumErrors(back), close_loop_ms: Math.max(...closed.map((c) => c.loop_ms)),
+        reconnect_loop_ms: Math.max(...back.map((b) => b.loop_ms)), late_ms: Math.max(...back.map((b) => b.late_ms)),
+        broadcast, before, peak, after
+      };
+      out.push(row);
+      console.error(`storm round ${JSON.stringify(row)}`);
+    }
+    return Object.assign(base, { rounds: out, max_machine_tasks: sampler.maxTasks });
+  } catch (err) {
+    return Object.assign(base, { rounds: out, max_machine_tasks: sampler.maxTasks, error: String(err && err.message || err) });
+  } finally {
+    sampler.stop();
+    producer.close();
+    if (swarm) await swarm.shutdown();
+  }
+}
+
+async function hold10k () {
+  const n = opts.clients || 10000;
+  const mix = opts.mix || ['socketio'];
+  const perWorker = opts.per_worker || 2500;
+  const pid = opts.pid;
+  const fds = fdCheck(pid, n, perWorker);
+  const base = { clients: n, mix, task_limit: TASK_LIMIT, fds };
+  if (fds.problems.length) return Object.assign(base, { error: fds.problems.join('; ') });
+  const sampler = new Sampler(pid);
+  const producer = new Client({ companyId: 1 }, 'socketio');
+  let swarm = null;
+  try {
+    if (!await sampler.guard(producer.connect(20000))) return Object.assign(base, { error: `the producer could not connect (${producer.lastError})` });
+    await sleep(1000);
+    const before = sampler.now();
+    sampler.startPeak();
+    const started = await startSwarm(n, mix, perWorker, opts.connect_bound_s || 180, sampler);
+    swarm = started.swarm;
+    const connected = started.setup.reduce((a, s) => a + s.connected, 0);
+    Object.assign(base, { workers: started.workers, connected, connect_ms: Math.max(...started.setup.map((s) => s.ms)), connect_errors: sumErrors(started.setup), before });
+    console.error(`hold10k: ${connected}/${n} connected in ${Math.round(base.connect_ms)} ms`);
+    await sampler.guard(sleep(2000));
+    const broadcast = await broadcastCheck(swarm, producer, sampler, n);
+    await sampler.guard(sleep((opts.hold_s || 3) * 1000));
+    const alive = (await sampler.guard(swarm.all(() => ({ cmd: 'alive' }), 10000))).reduce((a, c) => a + c.alive, 0);
+    const after = sampler.now();
+    const peak = sampler.takePeak();
+    return Object.assign(base, {
+      broadcast, alive, after, peak, max_machine_tasks: sampler.maxTasks,
+      per_conn_kb: before && after && alive ? (after.rss_kb - before.rss_kb) / alive : null,
+      held: connected === n && alive === n && broadcast.ok
+    });
+  } catch (err) {
+    return Object.assign(base, { max_machine_tasks: sampler.maxTasks, held: false, error: String(err && err.message || err) });
+  } finally {
+    sampler.stop();
+    producer.close();
+    if (swarm) await swarm.shutdown();
+  }
+}
+
+// -- sustained fan-out -----------------------------------------------------------------------------
+// `clients` listeners (company 1 and 2 in turn), `creates` creates spread over them with `inflight`
+// in flight; every delivery is timed against the ack of its create.
+async function sustained () {
+  const n = opts.clients || 500;
+  const service = opts.service || 'ctodos';
+  const total = opts.creates || 2000;
+  const inflight = opts.inflight || 32;
+  const pid = opts.pid;
+  const filtered = service !== 'todos';
+  const perEvent = filtered ? Math.ceil(n / 2) : n; // companies alternate: even index company 1
+  const expected = total * perEvent;
+  const base = { clients: n, service, creates: total, inflight, recipients_per_event: perEvent, expected };
+  const fds = nofile(pid);
+  if (fds !== null && fds < n + 100) return Object.assign(base, { error: `server open-files limit ${fds} < ${n + 100}` });
+  const clients = await connectMany(n, (i) => ({ companyId: (i % 2) + 1 }));
+  if (clients.length < n) { closeAll(clients); return Object.assign(base, { error: `only ${clients.length}/${n} clients connected` }); }
+  // per event k: send and ack times (ms, NaN until acked), deliveries so far
+  const idToK = new Map();
+  const ackAt = new Float64Array(total).fill(NaN);
+  const sentAt = new Float64Array(total).fill(NaN);
+  const got = new Int32Array(total);
+  const early = new Map(); // id -> [arrival times] for deliveries before the create's ack came back
+  const arrival = new Float64Array(expected); // per delivery: its arrival time (ms)
+  const ofEvent = new Int32Array(expected); // per delivery: its event k
+  let delivered = 0;
+  let strays = 0; // deliveries beyond the recipients expected for an event
+  let lastDelivery = 0;
+  const record = (k, t) => {
+    if (got[k] >= perEvent) { strays++; return; }
+    got[k]++;
+    arrival[delivered] = t;
+    ofEvent[delivered] = k;
+    delivered++;
+    if (t > lastDelivery) lastDelivery = t;
+  };
+  const event = `${service} created`;
+  for (const c of clients) {
+    c.on(event, (data) => {
+      const t = now();
+      const id = data && data.id;
+      const k = idToK.get(id);
+      if (k !== undefined && !Number.isNaN(ackAt[k])) { record(k, t); return; }
+      if (!early.has(id)) early.set(id, []);
+      early.get(id).push(t);
+    });
+  }
+  await sleep(500);
+  const rssBefore = rssKb(pid);
+  let next = 0;
+  let acked = 0;
+  let failed = 0;
+  const failures = {};
+  let firstSend = null;
+  let lastAck = null;
+  const createBound = now() + (opts.create_bound_s || 300) * 1000;
+  const lane = async () => {
+    while (next < total && now() < createBound) {
+      const k = next++;
+      const sender = clients[(k * 7) % n]; // spread over the listeners, both companies
+      const t = now();
+      if (firstSend === null) firstSend = t;
+      sentAt[k] = t;
+      try {
+        const todo = await sender.createWithin(service, { text: `sustained ${k}`, companyId: (k % 2) + 1 }, 30000);
+        const ta = now();
+        ackAt[k] = ta;
+        lastAck = ta;
+        acked++;
+        idToK.set(todo.id, k);
+        const before = early.get(todo.id);
+        if (before) { early.delete(todo.id); for (const t2 of before) record(k, t2); }
+      } catch (e) {
+        failed++;
+        const why = String(e && e.message || e).slice(0, 60);
+        failures[why] = (failures[why] || 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, lane));
+  const notSent = total - next;
+  const expectedAcked = acked * perEvent;
+  // the backlog: wait (bounded) until every acked event reached all its recipients
+  const waitFrom = lastAck === null ? now() : lastAck;
+  const waitBound = waitFrom + (opts.drain_bound_s || 120) * 1000;
+  while (delivered < expectedAcked && now() < waitBound) await sleep(20);
+  if (now() < waitFrom + 5000 && delivered < expectedAcked) await sleep(waitFrom + 5000 - now());
+  const end = now();
+  const status = procStatus(pid);
+  const alive = clients.filter((c) => c.connected).length;
+  closeAll(clients);
+  let by5s = 0;
+  const lat = new Float64Array(delivered);
+  const latSent = new Float64Array(delivered);
+  for (let i = 0; i < delivered; i++) {
+    const k = ofEvent[i];
+    if (arrival[i] <= waitFrom + 5000) by5s++;
+    lat[i] = arrival[i] - ackAt[k];
+    latSent[i] = arrival[i] - sentAt[k];
+  }
+  let unmatched = 0; // deliveries of events whose create was never acked
+  for (const list of early.values()) unmatched += list.length;
+  const spanMs = delivered && firstSend !== null ? lastDelivery - firstSend : null;
+  return Object.assign(base, {
+    acked, failed, failures, not_sent: notSent, delivered, strays, unmatched,
+    missing_at_5s: expected - by5s,
+    missing: expected - delivered,
+    creates_per_s: lastAck !== null && lastAck > firstSend ? acked / ((lastAck - firstSend) / 1000) : null,
+    deliveries_per_s: spanMs ? delivered / (spanMs / 1000) : null,
+    create_phase_ms: lastAck !== null ? lastAck - firstSend : null,
+    span_ms: spanMs,
+    last_ack_to_last_delivery_ms: lastAck !== null && delivered ? lastDelivery - lastAck : null,
+    wait_ms: end - waitFrom,
+    latency_from_ack_ms: stats(lat), latency_from_send_ms: stats(latSent),
+    rss_before_mb: rssBefore !== null ? rssBefore / 1024 : null,
+    rss_end_mb: status ? status.rss_kb / 1024 : null, threads_end: status ? status.threads : null,
+    alive_at_end: alive
+  });
+}
+
+const scenarios = { rpc, fanout, slow, hold, storm, hold10k, sustained };
 if (!scenarios[scenario]) {
   console.error(`loadgen: unknown scenario ${scenario}`);
   process.exit(2);
