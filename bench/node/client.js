@@ -103,10 +103,12 @@ function stats (values) {
   return { n: s.length, p50: pick(0.5), p99: pick(0.99), mean: sum / s.length, max: s[s.length - 1] };
 }
 
-// Threads and VmRSS (KB) of a process from /proc/<pid>/status; null when it is gone.
+// Threads and VmRSS (KB) of a process from /proc/<pid>/status; null when it is gone (or a zombie:
+// dead, not yet reaped by bench.py).
 function procStatus (pid) {
   try {
     const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    if (/State:\s+[ZX]/.test(text)) return null;
     const rss = /VmRSS:\s+(\d+)/.exec(text);
     const threads = /Threads:\s+(\d+)/.exec(text);
     return { rss_kb: rss ? Number(rss[1]) : null, threads: threads ? Number(threads[1]) : null };

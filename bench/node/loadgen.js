@@ -535,8 +535,10 @@ async function sustained () {
   let firstSend = null;
   let lastAck = null;
   const createBound = now() + (opts.create_bound_s || 300) * 1000;
+  let serverGone = false;
   const lane = async () => {
-    while (next < total && now() < createBound) {
+    while (next < total && now() < createBound && !serverGone) {
+      if (procStatus(pid) === null) { serverGone = true; break; }
       const k = next++;
       const sender = clients[(k * 7) % n]; // spread over the listeners, both companies
       const t = now();
@@ -564,7 +566,10 @@ async function sustained () {
   // the backlog: wait (bounded) until every acked event reached all its recipients
   const waitFrom = lastAck === null ? now() : lastAck;
   const waitBound = waitFrom + (opts.drain_bound_s || 120) * 1000;
-  while (delivered < expectedAcked && now() < waitBound) await sleep(20);
+  while (delivered < expectedAcked && now() < waitBound && !serverGone) {
+    await sleep(20);
+    if (procStatus(pid) === null) serverGone = true;
+  }
   if (now() < waitFrom + 5000 && delivered < expectedAcked) await sleep(waitFrom + 5000 - now());
   const end = now();
   const status = procStatus(pid);
@@ -582,7 +587,7 @@ async function sustained () {
   let unmatched = 0; // deliveries of events whose create was never acked
   for (const list of early.values()) unmatched += list.length;
   const spanMs = delivered && firstSend !== null ? lastDelivery - firstSend : null;
-  return Object.assign(base, {
+  return Object.assign(base, serverGone ? { error: 'the server process is gone' } : {}, {
     acked, failed, failures, not_sent: notSent, delivered, strays, unmatched,
     missing_at_5s: expected - by5s,
     missing: expected - delivered,
