@@ -13,12 +13,13 @@ import atexit
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, 'node')
@@ -38,12 +39,22 @@ SERVERS = {
 PLANS = {
     'quick': {'rounds': 1, 'rpc_seconds': 3, 'fanout_sizes': [100, 500], 'events': 10, 'burst': 10,
               'slow_events': 8, 'hold_steps': [250, 500, 1000], 'hold_seconds': 3,
-              'primus_sizes': [500]},
+              'primus_sizes': [500],
+              'storm_sizes': [2000], 'hold10k_sizes': [2000], 'sustained_sizes': [500],
+              'sustained_transports': ['socketio']},
     'full': {'rounds': 3, 'rpc_seconds': 5, 'fanout_sizes': [100, 500, 1000], 'events': 20,
              'burst': 20,
              'slow_events': 20, 'hold_steps': [250, 500, 1000, 1500, 2000], 'hold_seconds': 6,
-             'primus_sizes': [100, 500, 1000]},
+             'primus_sizes': [100, 500, 1000],
+             'storm_sizes': [2000, 10000], 'hold10k_sizes': [10000],
+             'sustained_sizes': [500, 2000], 'sustained_transports': ['socketio', 'primus']},
 }
+PARTS = ('rpc', 'fanout', 'slow', 'hold', 'primus', 'storm', 'hold10k', 'sustained')
+
+# The storm, hold10k and sustained scenarios pin the server to one core and the load generator
+# (and its worker processes) to the other, so the two do not take CPU from each other.
+SERVER_CPU, CLIENT_CPU = '0', '1'
+STORM_ROUNDS = 3
 
 _procs: List[subprocess.Popen] = []
 
@@ -81,8 +92,15 @@ for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, lambda signum, frame: sys.exit(128 + signum))
 
 
+def pinned(cmd: List[str], cpu: Optional[str]) -> List[str]:
+    """``cmd`` run on CPU ``cpu`` only (taskset execs it: the pid stays the command's)."""
+    if cpu is None or not shutil.which('taskset') or (os.cpu_count() or 1) < 2:
+        return cmd
+    return ['taskset', '-c', cpu] + cmd
+
+
 class Server:
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, cpu: Optional[str] = None, note: str = '') -> None:
         self.key = key
         self.port = free_port()
         spec = SERVERS[key]
@@ -90,86 +108,77 @@ class Server:
         self.dialect = spec['dialect']
         os.makedirs(RESULTS, exist_ok=True)
         self.logfile = open(os.path.join(RESULTS, f'server-{key}.log'), 'ab')
-        self.proc = subprocess.Popen(spec['cmd'] + [str(self.port)], stdout=self.logfile,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
+        # which scenario the following lines of the log belong to
+        self.logfile.write(f'\n==== {time.strftime("%H:%M:%S")} {note or key} port {self.port}'
+                           f'{" cpu " + cpu if cpu else ""} ====\n'.encode())
+        self.logfile.flush()
+        self.proc = subprocess.Popen(pinned(spec['cmd'] + [str(self.port)], cpu),
+                                     stdout=self.logfile, stderr=subprocess.STDOUT,
+                                     start_new_session=True,
                                      cwd=NODE_DIR if key == 'f5' else HERE)
         _procs.append(self.proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f'{key} server exited; see results/server-{key}.log')
+                self.stop()
+                raise RuntimeError(f'{key} server exited at start; see results/server-{key}.log')
             try:
                 socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.2)
         else:
+            self.stop()
             raise RuntimeError(f'{key} server did not listen within 30 s')
 
     def stop(self) -> None:
         _kill(self.proc)
         if self.proc in _procs:
             _procs.remove(self.proc)
-        self.logfile.close()
-
-
-def threads_of(pid: int) -> int:
-    """The number of threads of process ``pid`` (0 when it is gone)."""
-    try:
-        with open(f'/proc/{pid}/status') as status:
-            for line in status:
-                if line.startswith('Threads:'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def settle(server: Server, limit: float = 45.0) -> None:
-    """Wait (at most ``limit`` s) until the server's thread count stops falling: a threading-mode
-    Python server winds down about four threads per client that left, and while thousands do it
-    accepts new connections very slowly (Werkzeug, engine.io and simple-websocket alike)."""
-    deadline = time.monotonic() + limit
-    last = threads_of(server.proc.pid)
-    while time.monotonic() < deadline:
-        time.sleep(2.0)
-        now = threads_of(server.proc.pid)
-        if now >= last - 5:
-            return
-        last = now
+        if not self.logfile.closed:
+            self.logfile.close()
 
 
 def loadgen(server: Server, scenario: str, transport: str = 'socketio', timeout: float = 240,
-            **opts: Any) -> Dict[str, Any]:
-    """Run one load generator scenario; a run whose clients could not connect (the server still
-    winding down the previous scenario's clients) is run once more after :func:`settle`."""
-    result = _loadgen(server, scenario, transport, timeout, **opts)
-    if 'clients connected' in str(result.get('error', '')) and server.proc.poll() is None:
-        log(f'{server.key} {scenario}: {result["error"]}; waiting for the server to settle, '
-            'then once more')
-        settle(server)
-        result = dict(_loadgen(server, scenario, transport, timeout, **opts),
-                      retried=result['error'])
-    return result
-
-
-def _loadgen(server: Server, scenario: str, transport: str, timeout: float,
-             **opts: Any) -> Dict[str, Any]:
+            cpu: Optional[str] = None, **opts: Any) -> Dict[str, Any]:
+    """Run one load generator scenario (its own process group, killed whole on timeout). Whatever
+    happens, returns a dict: a failure is ``{'error': ...}``, never an exception. A run whose
+    clients could not connect is reported as such, not run again."""
     opts = dict(opts, url=server.url, dialect=server.dialect, transport=transport,
                 deadline=int(timeout))
-    cmd = ['node', os.path.join(NODE_DIR, 'loadgen.js'), scenario, json.dumps(opts)]
+    cmd = pinned(['node', os.path.join(NODE_DIR, 'loadgen.js'), scenario, json.dumps(opts)], cpu)
+    proc = subprocess.Popen(cmd, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _procs.append(proc)
     try:
-        out = subprocess.run(cmd, cwd=NODE_DIR, capture_output=True, text=True,
-                             timeout=timeout + 15)
+        stdout, stderr = proc.communicate(timeout=timeout + 15)
     except subprocess.TimeoutExpired:
-        return {'error': f'loadgen {scenario} timed out'}
-    lines = [line for line in out.stdout.splitlines() if line.startswith('{')]
+        _kill(proc)
+        proc.communicate()
+        return {'error': f'loadgen {scenario} timed out after {timeout + 15:.0f} s'}
+    finally:
+        try:  # the whole group: the swarm's worker processes too, if any is left
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        if proc in _procs:
+            _procs.remove(proc)
+    progress = [line for line in stderr.splitlines() if line.strip()]
+    for line in progress[-40:]:
+        if scenario in ('storm', 'hold10k', 'sustained'):
+            log(f'  loadgen: {line[:300]}')
+    lines = [line for line in stdout.splitlines() if line.startswith('{')]
     if not lines:
-        return {'error': f'loadgen {scenario} printed nothing (exit {out.returncode}): '
-                         f'{out.stderr.strip()[-300:]}'}
-    result = json.loads(lines[-1])
+        return {'error': f'loadgen {scenario} printed nothing (exit {proc.returncode}): '
+                         f'{stderr.strip()[-300:]}'}
+    try:
+        result = json.loads(lines[-1])
+    except ValueError:
+        return {'error': f'loadgen {scenario} printed bad JSON: {lines[-1][:200]}'}
     if server.proc.poll() is not None:
-        result['error'] = f'{server.key} server died during {scenario}'
+        result['error'] = (f'{server.key} server died during {scenario} (exit '
+                           f'{server.proc.returncode}); ' + str(result.get('error') or ''))
     return result
 
 
@@ -188,7 +197,12 @@ def machine() -> Dict[str, str]:
     mem = run(['free', '-h']).splitlines()
     with open('/proc/loadavg') as fh:
         load = ' '.join(fh.read().split()[:3])
+    # the code measured: HEAD, and whether the library had uncommitted changes at the start
+    commit = run(['git', '-C', os.path.dirname(HERE), 'rev-parse', '--short', 'HEAD'])
+    dirty = run(['git', '-C', os.path.dirname(HERE), 'status', '--porcelain', '--',
+                 'flask_feathers'])
     return {'nproc': run(['nproc']), 'cpu': cpu,
+            'commit': commit + (' (flask_feathers/ with uncommitted changes)' if dirty else ''),
             'memory': mem[1].split()[1] if len(mem) > 1 else '?',
             'python': platform.python_version(), 'node': run(['node', '--version']),
             'load_at_start': load, 'date': time.strftime('%Y-%m-%d %H:%M')}
@@ -197,12 +211,15 @@ def machine() -> Dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--quick', action='store_true', help='a smaller plan (about 3 minutes)')
-    parser.add_argument('--only', default='', help='comma-separated parts: rpc,fanout,slow,hold,'
-                                                   'primus (default: all)')
+    parser.add_argument('--only', default='', help='comma-separated parts: ' + ','.join(PARTS) +
+                        ' (default: all)')
     args = parser.parse_args()
     plan_name = 'quick' if args.quick else 'full'
     plan = PLANS[plan_name]
-    parts = set(filter(None, args.only.split(','))) or {'rpc', 'fanout', 'slow', 'hold', 'primus'}
+    parts = set(filter(None, args.only.split(','))) or set(PARTS)
+    unknown = parts - set(PARTS)
+    if unknown:
+        parser.error(f'unknown part(s) {",".join(sorted(unknown))}; parts: {",".join(PARTS)}')
     results: Dict[str, Any] = {'plan': plan_name, 'machine': machine(), 'runs': []}
     started = time.monotonic()
 
@@ -211,22 +228,28 @@ def main() -> None:
         row = dict(server=server, transport=transport, scenario=scenario, **extra, result=result)
         results['runs'].append(row)
         brief = {k: result.get(k) for k in ('throughput', 'deliveries_per_s', 'extra_ms', 'held',
-                                            'error') if k in result}
+                                            'connected', 'per_conn_kb', 'missing',
+                                            'last_ack_to_last_delivery_ms', 'error')
+                 if k in result}
+        if scenario == 'storm':
+            brief['ms_100'] = [r.get('ms_100') for r in result.get('rounds') or []]
         log(f'{server}/{transport} {scenario} {extra}: {brief}')
 
     # Phase 1: round trips and fan-out. RPC: the three servers side by side (idle when not
     # driven); fan-out: a fresh server process for each measurement (see fresh_run). Rounds
     # interleave the servers (A B C A B C ...): the machine is shared, and load from elsewhere
     # comes and goes over minutes. The report takes the median round.
-    def fresh_servers(keys=tuple(SERVERS)) -> Dict[str, Server]:
-        return {key: Server(key) for key in keys}
-
     def stop(servers: Dict[str, Server]) -> None:
         for server in servers.values():
             server.stop()
 
     if 'rpc' in parts:
-        servers = fresh_servers()
+        servers: Dict[str, Server] = {}
+        for key in SERVERS:
+            try:
+                servers[key] = Server(key, note='rpc')
+            except RuntimeError as exc:
+                record(key, 'socketio', 'rpc', {'error': str(exc)})
         try:
             for _ in range(plan['rounds']):
                 for key, server in servers.items():
@@ -234,14 +257,26 @@ def main() -> None:
                         server, 'rpc', clients=50, inflight=4, seconds=plan['rpc_seconds']))
         finally:
             stop(servers)
-    def fresh_run(key: str, transport: str, scenario: str, **opts: Any) -> None:
+    def fresh_run(key: str, transport: str, scenario: str, pin: bool = False,
+                  timeout: float = 240, **opts: Any) -> None:
         # Its own server process, stopped right after: a threading-mode server winds down about
         # four threads per client that left for up to a ping interval (25 s), and that took CPU
         # from whatever was measured next, on any server of the machine (see README.md).
-        server = Server(key)
+        # pin: server on SERVER_CPU, load generator on CLIENT_CPU. A server that cannot start
+        # is recorded as this measurement's error.
+        ident = {k: opts[k] for k in ('clients', 'service') if k in opts}
         try:
-            record(key, transport, scenario, loadgen(server, scenario, transport, **opts),
-                   **{k: opts[k] for k in ('clients', 'service') if k in opts})
+            server = Server(key, cpu=SERVER_CPU if pin else None,
+                            note=f'{scenario} {transport} {ident}')
+        except RuntimeError as exc:
+            record(key, transport, scenario, {'error': str(exc)}, **ident)
+            return
+        try:
+            if 'pid' in opts:
+                opts['pid'] = server.proc.pid
+            record(key, transport, scenario,
+                   loadgen(server, scenario, transport, timeout=timeout,
+                           cpu=CLIENT_CPU if pin else None, **opts), **ident)
         finally:
             server.stop()
 
@@ -275,7 +310,11 @@ def main() -> None:
         if 'primus' in parts:
             runs.append(('ff', 'primus'))
         for key, transport in runs:
-            server = Server(key)
+            try:
+                server = Server(key, note=f'hold {transport}')
+            except RuntimeError as exc:
+                record(key, transport, 'hold', {'error': str(exc)})
+                continue
             try:
                 time.sleep(1)
                 record(key, transport, 'hold', loadgen(
@@ -283,6 +322,37 @@ def main() -> None:
                     hold=plan['hold_seconds'], pid=server.proc.pid))
             finally:
                 server.stop()
+
+    # Phase 3: many clients and sustained load; server and load generator on separate cores.
+    # flask_feathers gets half socket.io-client and half Primus clients; Feathers 5 and the
+    # hand-written app have no Primus endpoint, so all their clients are socket.io-client.
+    def mix_of(key: str) -> List[str]:
+        return ['socketio', 'primus'] if key == 'ff' else ['socketio']
+
+    if 'storm' in parts:
+        for n in plan['storm_sizes']:
+            for key in ('ff', 'f5', 'flask'):
+                fresh_run(key, 'mixed' if key == 'ff' else 'socketio', 'storm', pin=True,
+                          timeout=180 + STORM_ROUNDS * 100, clients=n, rounds=STORM_ROUNDS,
+                          bound_s=60, gap_ms=1000, mix=mix_of(key), pid=0)
+    if 'hold10k' in parts:
+        for n in plan['hold10k_sizes']:
+            for key in ('ff', 'f5', 'flask'):
+                fresh_run(key, 'mixed' if key == 'ff' else 'socketio', 'hold10k', pin=True,
+                          timeout=300, clients=n, mix=mix_of(key), pid=0)
+    if 'sustained' in parts:
+        for n in plan['sustained_sizes']:
+            # each flask_feathers run next to the baseline it is compared with (the machine is
+            # shared: load from elsewhere comes and goes over minutes)
+            runs = [('ff', 'socketio', 'ctodos'), ('f5', 'socketio', 'ctodos'),
+                    ('ff', 'socketio', 'ptodos'), ('flask', 'socketio', 'ctodos'),
+                    ('ff', 'socketio', 'ktodos'), ('f5', 'socketio', 'ktodos'),
+                    ('ff', 'socketio', 'todos'), ('f5', 'socketio', 'todos')]
+            if 'primus' in plan['sustained_transports']:
+                runs += [('ff', 'primus', svc) for svc in ('ctodos', 'ptodos', 'ktodos', 'todos')]
+            for key, transport, service in runs:
+                fresh_run(key, transport, 'sustained', pin=True, timeout=600, clients=n,
+                          service=service, creates=2000, inflight=32, pid=0)
 
     results['seconds'] = round(time.monotonic() - started)
     os.makedirs(RESULTS, exist_ok=True)
