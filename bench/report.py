@@ -14,7 +14,14 @@ LABELS = {'ff': 'flask_feathers', 'flask': 'Flask-SocketIO by hand', 'f5': 'Feat
 
 #: the figure that ranks the rounds of a scenario
 PRIMARY = {'rpc': ('throughput',), 'fanout': ('deliveries_per_s',), 'slow': ('extra_ms',),
-           'hold': ('held',)}
+           'hold': ('held',), 'hold10k': ('connected',), 'sustained': ('deliveries_per_s',),
+           'storm': ('connected',)}
+
+#: scenarios with tables of their own (see many_clients)
+OWN_TABLES = ('storm', 'hold10k', 'sustained')
+KINDS = {'ctodos': 'seed filter', 'ptodos': 'channel filter', 'ktodos': 'company channel',
+         'todos': 'no filter'}
+F5_KINDS = {'ctodos': 'channel filter', 'ktodos': 'company channel', 'todos': 'no filter'}
 
 
 def _matches(results: Dict[str, Any], server: str, transport: str, scenario: str,
@@ -78,10 +85,11 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
         rows.append((name, _fmt(ours, unit), base_label, _fmt(base, unit),
                      'n/a' if ratio is None else f'{ratio:.2f}x', f'>= {goal}x', verdict))
 
-    ratio_row('RPC throughput, 50 clients x 4 in flight',
-              _num(_find(results, 'ff', 'socketio', 'rpc'), 'throughput'),
-              LABELS['flask'], _num(_find(results, 'flask', 'socketio', 'rpc'), 'throughput'),
-              0.9, ' calls/s')
+    if any(r['scenario'] == 'rpc' for r in results['runs']):
+        ratio_row('RPC throughput, 50 clients x 4 in flight',
+                  _num(_find(results, 'ff', 'socketio', 'rpc'), 'throughput'),
+                  LABELS['flask'], _num(_find(results, 'flask', 'socketio', 'rpc'), 'throughput'),
+                  0.9, ' calls/s')
     sizes = sorted({r['clients'] for r in results['runs'] if r['scenario'] == 'fanout'
                     and r['transport'] == 'socketio'})
     for n in sizes:
@@ -147,7 +155,284 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
         rows.append((f'concurrent connections held, {transport}', _fmt(held), LABELS['f5'],
                      _fmt(base), 'n/a' if not held or not base else f'{held / base:.2f}x',
                      '>= 1,000', 'n/a' if held is None else ('pass' if held >= 1000 else 'miss')))
+    rows += storm_targets(results) + hold10k_targets(results) + sustained_targets(results)
     return rows
+
+
+# -- storm, hold10k, sustained ----------------------------------------------------------------------
+def _run(results: Dict[str, Any], server: str, scenario: str,
+         **match: Any) -> Optional[Dict[str, Any]]:
+    """The result of the (single) run of a many-client scenario, any transport."""
+    runs = [run for run in results['runs'] if run['server'] == server
+            and run['scenario'] == scenario and all(run.get(k) == v for k, v in match.items())]
+    return runs[-1]['result'] if runs else None
+
+
+def _sizes(results: Dict[str, Any], scenario: str) -> List[int]:
+    return sorted({r['clients'] for r in results['runs'] if r['scenario'] == scenario
+                   and r.get('clients')})
+
+
+def _ms(value: Optional[float]) -> str:
+    return 'n/a' if value is None else f'{value / 1000:.2f} s'
+
+
+def _round(result: Optional[Dict[str, Any]], r: int) -> Optional[Dict[str, Any]]:
+    rounds = (result or {}).get('rounds') or []
+    return rounds[r - 1] if len(rounds) >= r else None
+
+
+def _back(result: Optional[Dict[str, Any]], rnd: Optional[Dict[str, Any]], key: str) -> str:
+    """'1.23 s', or why not: the scenario's error or how many were missing."""
+    if rnd is None:
+        err = (result or {}).get('error')
+        return f'failed: {err[:70]}' if err else 'n/a'
+    if rnd.get(key) is not None:
+        return _ms(rnd[key])
+    return f'not reached: {rnd.get("missing", "?"):,} of {result["clients"]:,} missing after ' \
+           f'{result.get("bound_s", "?")} s'
+
+
+def _mix_label(result: Optional[Dict[str, Any]]) -> str:
+    mix = (result or {}).get('mix') or ['socketio']
+    return 'half socket.io, half Primus' if 'primus' in mix else 'socket.io'
+
+
+def storm_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    rows: List[Tuple[str, ...]] = []
+    for n in _sizes(results, 'storm'):
+        ff, f5, hand = (_run(results, key, 'storm', clients=n) for key in ('ff', 'f5', 'flask'))
+        rounds = max(len((r or {}).get('rounds') or []) for r in (ff, f5, hand))
+        rounds = max(rounds, (ff or {}).get('rounds_planned') or 0)
+        key, share, limit = ('ms_100', '100%', 3000.0) if n <= 2000 else ('ms_99', '99%', 10000.0)
+        for r in range(1, rounds + 1):
+            ours, base = _round(ff, r), _round(f5, r)
+            mine = ours.get(key) if ours else None
+            theirs = base.get(key) if base else None
+            ratio = mine / theirs if mine is not None and theirs else None
+            if n <= 2000:
+                goal = f'<= {limit / 1000:.0f} s and <= 1.2x'
+                ok = mine is not None and mine <= limit and ratio is not None and ratio <= 1.2
+            else:
+                goal = f'<= {limit / 1000:.0f} s'
+                ok = mine is not None and mine <= limit
+            rows.append((f'reconnect storm, {n:,} clients ({_mix_label(ff)}), round {r}: '
+                         f'time until {share} are back', _back(ff, ours, key), LABELS['f5'],
+                         _back(f5, base, key), 'n/a' if ratio is None else f'{ratio:.2f}x', goal,
+                         'pass' if ok else 'miss'))
+            hand_round = _round(hand, r)
+            hand_ms = hand_round.get(key) if hand_round else None
+            rows.append((f'(context) the same round, {LABELS["flask"]}',
+                         _back(hand, hand_round, key), LABELS['f5'], _back(f5, base, key),
+                         'n/a' if hand_ms is None or not theirs else f'{hand_ms / theirs:.2f}x',
+                         '-', '-'))
+        if ff is None:
+            continue
+        # after each round: threads and RSS back to where they were, the next broadcast reaches all
+        cells, ok_all, bcast, bcast_ok = [], True, [], True
+        for r in range(1, rounds + 1):
+            rnd = _round(ff, r)
+            if rnd is None or not rnd.get('before') or not rnd.get('after'):
+                cells.append(f'r{r}: n/a')
+                ok_all = bcast_ok = False
+                continue
+            b, a = rnd['before'], rnd['after']
+            dt = a['threads'] - b['threads']
+            drss = (a['rss_kb'] - b['rss_kb']) / b['rss_kb'] * 100 if b['rss_kb'] else 0.0
+            ok_all = ok_all and dt <= 5 and drss <= 10
+            cells.append(f'r{r}: {b["threads"]}->{a["threads"]} threads, '
+                         f'{b["rss_kb"] / 1024:.0f}->{a["rss_kb"] / 1024:.0f} MB')
+            bc = rnd.get('broadcast') or {}
+            bcast.append(f'r{r}: {bc.get("received", 0):,}/{n:,}'
+                         + (' (the idle producer client had been dropped)'
+                            if bc.get('producer_dropped') else ''))
+            bcast_ok = bcast_ok and bool(bc.get('ok'))
+        if n <= 2000:
+            rows.append((f'reconnect storm, {n:,} clients: threads and RSS 5 s after each round '
+                         '(before -> after)', '; '.join(cells), '-', '-', '-',
+                         '<= +5 threads, <= +10% RSS', 'pass' if ok_all else 'miss'))
+        f5_bcast = '; '.join(f'r{r}: {((_round(f5, r) or {}).get("broadcast") or {}).get("received", 0):,}'
+                             for r in range(1, rounds + 1))
+        rows.append((f'reconnect storm, {n:,} clients: clients that got the broadcast after each '
+                     'round', '; '.join(bcast) or 'n/a', LABELS['f5'], f5_bcast, '-', f'all {n:,}',
+                     'pass' if bcast_ok else 'miss'))
+    return rows
+
+
+def hold10k_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    rows: List[Tuple[str, ...]] = []
+    for n in _sizes(results, 'hold10k'):
+        ff, f5, hand = (_run(results, key, 'hold10k', clients=n) for key in ('ff', 'f5', 'flask'))
+
+        def held(result: Optional[Dict[str, Any]]) -> str:
+            if result is None:
+                return 'n/a'
+            bc = result.get('broadcast') or {}
+            text = (f'{result.get("alive", result.get("connected", 0)) or 0:,} alive, '
+                    f'{bc.get("received", 0):,} got the broadcast')
+            return text + (f' ({result["error"][:60]})' if result.get('error') else '')
+
+        rows.append((f'{n:,} connections on one process ({_mix_label(ff)}), each gets a broadcast',
+                     held(ff), LABELS['f5'], held(f5), '-', f'all {n:,}',
+                     'pass' if ff and ff.get('held') and not ff.get('error') else 'miss'))
+        ours, base = _num(ff, 'per_conn_kb'), _num(f5, 'per_conn_kb')
+        rows.append((f'{n:,} connections: server RSS per connection',
+                     _fmt(ours, ' KB'), LABELS['f5'], _fmt(base, ' KB'),
+                     'n/a' if ours is None or not base else f'{ours / base:.2f}x', '<= 40 KB',
+                     'pass' if ours is not None and ours <= 40 and ff and ff.get('held')
+                     and not ff.get('error') else 'miss'))
+        hand_kb = _num(hand, 'per_conn_kb')
+        rows.append((f'(context) {n:,} connections, {LABELS["flask"]}',
+                     f'{held(hand)}, {_fmt(hand_kb, " KB")}/conn', LABELS['f5'],
+                     f'{_fmt(base, " KB")}/conn',
+                     'n/a' if hand_kb is None or not base else f'{hand_kb / base:.2f}x', '-', '-'))
+    return rows
+
+
+def _sustained_cell(result: Optional[Dict[str, Any]]) -> str:
+    if result is None:
+        return 'n/a'
+    if result.get('error') and result.get('deliveries_per_s') is None:
+        return f'failed: {result["error"][:70]}'
+    text = (f'{_fmt(_num(result, "deliveries_per_s"))} deliveries/s; last +'
+            f'{_fmt(result.get("last_ack_to_last_delivery_ms"))} ms after the last ack')
+    missing = result.get('missing') or 0
+    return text + (f'; {missing:,} of {result.get("expected", 0):,} missing' if missing else
+                   '; none missing')
+
+
+def _sustained_rate(result: Optional[Dict[str, Any]]) -> Optional[float]:
+    if result is None or (result.get('error') and result.get('deliveries_per_s') is None):
+        return None
+    value = result.get('deliveries_per_s')
+    return value if isinstance(value, (int, float)) else None
+
+
+def sustained_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    rows: List[Tuple[str, ...]] = []
+    runs = [r for r in results['runs'] if r['scenario'] == 'sustained']
+    for n in _sizes(results, 'sustained'):
+        for transport in ('socketio', 'primus'):
+            for service in ('ctodos', 'ptodos', 'ktodos', 'todos'):
+                ours = _run(results, 'ff', 'sustained', clients=n, service=service,
+                            transport=transport)
+                if ours is None:
+                    continue
+                f5_service = 'ctodos' if service == 'ptodos' else service
+                base = _run(results, 'f5', 'sustained', clients=n, service=f5_service)
+                mine, theirs = _sustained_rate(ours), _sustained_rate(base)
+                ratio = mine / theirs if mine is not None and theirs else None
+                name = (f'sustained fan-out, {n:,} clients, {KINDS[service]} (`{service}`), '
+                        f'{transport}')
+                base_label = f'{LABELS["f5"]} {F5_KINDS[f5_service]}' + (
+                    ' (socket.io)' if transport == 'primus' else '')
+                if service == 'todos':
+                    rows.append((f'(context) {name}', _sustained_cell(ours), base_label,
+                                 _sustained_cell(base),
+                                 'n/a' if ratio is None else f'{ratio:.2f}x', '-', '-'))
+                    continue
+                last = ours.get('last_ack_to_last_delivery_ms')
+                ok = (ratio is not None and ratio >= 1.0 and last is not None and last <= 100
+                      and not ours.get('missing'))
+                rows.append((name, _sustained_cell(ours), base_label, _sustained_cell(base),
+                             'n/a' if ratio is None else f'{ratio:.2f}x',
+                             '>= 1.0x; all delivered <= 100 ms after the last ack',
+                             'pass' if ok else 'miss'))
+        hand = _run(results, 'flask', 'sustained', clients=n, service='ctodos')
+        if hand is not None:
+            base = _run(results, 'f5', 'sustained', clients=n, service='ctodos')
+            mine, theirs = _sustained_rate(hand), _sustained_rate(base)
+            rows.append((f'(context) sustained fan-out, {n:,} clients, {LABELS["flask"]}, '
+                         'room per company', _sustained_cell(hand),
+                         f'{LABELS["f5"]} channel filter', _sustained_cell(base),
+                         'n/a' if mine is None or not theirs else f'{mine / theirs:.2f}x',
+                         '-', '-'))
+    del runs
+    return rows
+
+
+def many_clients(results: Dict[str, Any]) -> List[str]:
+    """The storm, hold10k and sustained measurements, one table each."""
+    lines: List[str] = []
+    storms = [r for r in results['runs'] if r['scenario'] == 'storm']
+    if storms:
+        lines += ['', '### Reconnect storm', '',
+                  'Every client closes at the same moment, then all reconnect at the same moment '
+                  '(1 s later); times from the reconnect, over all the clients of the run (a '
+                  'client not back within the bound is missing, and stays out of later rounds). '
+                  'Threads and RSS of the server: before the round, peak (every 100 ms from the '
+                  'close until the after sample), 5 s after the round.', '',
+                  '| server | clients | round | back | 50% | 90% | 99% | 100% | next broadcast | '
+                  'threads before / peak / after | RSS MB before / peak / after | client loop |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|']
+        for run in storms:
+            res = run['result']
+            who = f'{LABELS[run["server"]]} ({_mix_label(res)})'
+            n = res.get('clients', run.get('clients'))
+            head = f'| {who} | {n:,} (connected {res.get("connected", 0):,} in ' \
+                   f'{_ms(res.get("connect_ms"))}) |'
+            for rnd in res.get('rounds') or []:
+                bc = rnd.get('broadcast') or {}
+                b, p, a = (rnd.get(k) or {} for k in ('before', 'peak', 'after'))
+                errors = ', '.join(f'{k}: {v:,}' for k, v in (rnd.get('errors') or {}).items())
+                lines.append(
+                    f'{head} {rnd["round"]} | {rnd["back"]:,}/{rnd["tried"]:,}'
+                    f'{" (" + errors + ")" if errors else ""} | '
+                    + ' | '.join(_ms(rnd.get(k)) if rnd.get(k) is not None else 'not reached'
+                                 for k in ('ms_50', 'ms_90', 'ms_99', 'ms_100'))
+                    + f' | {bc.get("received", 0):,}/{n:,}'
+                    f'{" (the idle producer client had been dropped)" if bc.get("producer_dropped") else ""}'
+                    f'{" (" + bc["error"] + ")" if bc.get("error") else ""} | '
+                    f'{b.get("threads")} / {p.get("threads")} / {a.get("threads")} | '
+                    f'{_fmt((b.get("rss_kb") or 0) / 1024)} / {_fmt((p.get("rss_kb") or 0) / 1024)}'
+                    f' / {_fmt((a.get("rss_kb") or 0) / 1024)} | '
+                    f'{_fmt(rnd.get("reconnect_loop_ms"))} ms |')
+            if res.get('error'):
+                lines.append(f'{head} - | error: {res["error"][:200]} |||||||||')
+    holds = [r for r in results['runs'] if r['scenario'] == 'hold10k']
+    if holds:
+        lines += ['', '### Connections held', '',
+                  '| server | clients | connected (time) | alive | got the broadcast | '
+                  'threads | RSS MB before / after | KB per connection | note |',
+                  '|---|---|---|---|---|---|---|---|---|']
+        for run in holds:
+            res = run['result']
+            bc = res.get('broadcast') or {}
+            b, a = res.get('before') or {}, res.get('after') or {}
+            lines.append(
+                f'| {LABELS[run["server"]]} | {res.get("clients", run.get("clients")):,} '
+                f'({_mix_label(res)}) | {res.get("connected", 0):,} ({_ms(res.get("connect_ms"))})'
+                f' | {res.get("alive", "n/a")} | {bc.get("received", 0):,} | '
+                f'{b.get("threads")} -> {a.get("threads")} (peak '
+                f'{(res.get("peak") or {}).get("threads")}) | '
+                f'{_fmt((b.get("rss_kb") or 0) / 1024)} / {_fmt((a.get("rss_kb") or 0) / 1024)} | '
+                f'{_fmt(_num(res, "per_conn_kb"))} | {(res.get("error") or "")[:160]} |')
+    sus = [r for r in results['runs'] if r['scenario'] == 'sustained']
+    if sus:
+        lines += ['', '### Sustained fan-out', '',
+                  '2,000 creates, 32 in flight, spread over the listeners; latency from the ack '
+                  'of the create to each delivery (negative: the event came before the ack).', '',
+                  '| server | transport | clients | service | creates/s | deliveries/s | '
+                  'missing 5 s after the last ack / at the end | last ack -> last delivery | '
+                  'latency from ack p50 / p99 (ms) | RSS end (MB) | threads end | note |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|']
+        for run in sus:
+            res = run['result']
+            service = res.get('service', run.get('service'))
+            kind = KINDS.get(service, service) if run['server'] == 'ff' else (
+                'room per company' if run['server'] == 'flask' else F5_KINDS.get(service))
+            note = res.get('error') or ''
+            if res.get('failed'):
+                note += f' {res["failed"]} creates failed {res.get("failures")}'
+            lines.append(
+                f'| {LABELS[run["server"]]} | {run["transport"]} | {res.get("clients", 0):,} | '
+                f'{kind} (`{service}`) | {_fmt(_num(res, "creates_per_s"))} | '
+                f'{_fmt(_num(res, "deliveries_per_s"))} | '
+                f'{res.get("missing_at_5s", "n/a")} / {res.get("missing", "n/a")} of '
+                f'{res.get("expected", 0):,} | {_fmt(res.get("last_ack_to_last_delivery_ms"))} ms | '
+                f'{_latency(res, "latency_from_ack_ms")} | {_fmt(_num(res, "rss_end_mb"))} | '
+                f'{res.get("threads_end", "n/a")} | {note.strip()[:160]} |')
+    return lines
 
 
 def details(results: Dict[str, Any]) -> List[str]:
@@ -155,6 +440,8 @@ def details(results: Dict[str, Any]) -> List[str]:
              '|---|---|---|---|---|']
     seen = set()
     for first in results['runs']:
+        if first['scenario'] in OWN_TABLES:
+            continue
         ident = (first['server'], first['transport'], first['scenario'], first.get('clients'),
                  first.get('service'))
         if ident in seen:
@@ -219,13 +506,16 @@ def write_report(results: Dict[str, Any], out_dir: str) -> None:
              f'{results.get("seconds", "?")} s)', '',
              f'Machine: {m["nproc"]} cores ({m["cpu"]}), {m["memory"]} RAM, Python {m["python"]}, '
              f'Node {m["node"]}; load average at start {m["load_at_start"]} (shared machine: '
-             'absolute numbers are noisy, ratios come from the same run).', '',
+             'absolute numbers are noisy, ratios come from the same run).'
+             + (f' Code: {m["commit"]}.' if m.get('commit') else ''), '',
              '## Targets', '',
              '| target | flask_feathers | baseline | baseline figure | ratio | goal | result |',
              '|---|---|---|---|---|---|---|']
     for row in targets(results):
         lines.append('| ' + ' | '.join(row) + ' |')
-    lines += ['', '## Every measurement', ''] + details(results) + ['']
+    table = details(results)
+    lines += ['', '## Every measurement', ''] + (table if len(table) > 2 else []) + \
+        many_clients(results) + ['']
     with open(os.path.join(out_dir, 'results.md'), 'w') as fh:
         fh.write('\n'.join(lines))
     with open(os.path.join(out_dir, 'results.rst'), 'w') as fh:
@@ -264,7 +554,8 @@ def chart(results: Dict[str, Any], path: str) -> None:
         ax.set_xticklabels([f'{n} clients' for n in sizes])
         ax.set_ylabel('deliveries/s (burst)')
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     ax = axes[1][0]
     names, vals, cols = [], [], []
     for key, tr in [(k, 'socketio') for k in LABELS] + [('ff', 'primus')]:
@@ -289,7 +580,8 @@ def chart(results: Dict[str, Any], path: str) -> None:
     ax.set_xlabel('connections alive')
     ax.set_ylabel('server RSS (MB)')
     ax.set_title('connections held and server memory')
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     m = results['machine']
     fig.suptitle(f'flask_feathers vs baselines ({m["nproc"]} cores, {m["cpu"]}, Python '
                  f'{m["python"]}, Node {m["node"]})')
