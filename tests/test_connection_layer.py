@@ -1,0 +1,827 @@
+"""The connection layer (flask_feathers/transport/) under load, from the outside.
+
+* Idle connections of both transports hold no thread of their own, and leave nothing behind in
+  any registry once they close.
+* Clients that vanish without closing (no close frame, no FIN: they just stop answering the
+  heartbeat) are dropped by the hub's timers, while well-behaved clients stay connected.
+* SIGTERM under ``api.run`` (Werkzeug) and under gunicorn -k gthread closes every socket with a
+  close frame 1001 (going away: the clients reconnect) and the process exits within 2 s;
+  ``api.close()`` does the same in process.
+* Primus ``spark.on('data')`` gets what a client ``write``s.
+* A connection that negotiated permessage-deflate still gets broadcasts right.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+import requests
+import simple_websocket
+from flask import Flask
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.extensions import PerMessageDeflate
+
+from flask_feathers import Feathers, MemoryService, primus, socketio, transport
+from flask_feathers.testing import wait_for_dispatch
+
+from _raw_ws import masked_text, raw_upgrade
+from conftest import JS_DIR, free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIO_PATH = '/socket.io/?EIO=4&transport=websocket'
+#: How many more threads 200 idle connections may leave behind (far less than one per connection).
+THREADS_PER_200 = 20
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
+               describe: Optional[Callable[[], Any]] = None) -> Any:
+    """Poll ``predicate`` until it is truthy; fail naming ``what`` (and ``describe()``, the state
+    seen last) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            seen = f'; last seen: {describe()}' if describe is not None else ''
+            pytest.fail(f'timed out after {timeout} s waiting for {what}{seen}')
+        tick.wait(0.02)
+
+
+def thread_names() -> Dict[str, int]:
+    """Live threads of this process by name, with trailing numbers dropped."""
+    names = collections.Counter()
+    for thread in threading.enumerate():
+        names[thread.name.rstrip('0123456789-').rstrip(' (')] += 1
+    return dict(names)
+
+
+def open_fds() -> int:
+    return len(os.listdir('/proc/self/fd'))
+
+
+def proc_threads(pid: int) -> int:
+    with open(f'/proc/{pid}/status') as fh:
+        for line in fh:
+            if line.startswith('Threads:'):
+                return int(line.split()[1])
+    raise AssertionError(f'no Threads line for {pid}')
+
+
+NODE_PRELUDE = (
+    "const out = (v) => process.stdout.write(JSON.stringify(v === undefined ? null : v) + '\\n');\n"
+    "const done = (code) => setTimeout(() => process.exit(code || 0), 10);\n"
+    "const fail = (why) => { process.stderr.write('FAIL: ' + why + '\\n'); process.exit(3); };\n"
+    "process.on('unhandledRejection', (e) => fail('unhandled rejection: ' + (e && e.stack || e)));\n"
+)
+#: The npm clients; conftest's ``node`` fixture has the rest of the prelude.
+CLIENTS = (
+    "const { io } = require('socket.io-client');\n"
+    "const Primus = require('primus');\n"
+    "const PrimusSocket = Primus.createSocket({transformer: 'websockets',\n"
+    "                                          plugin: {emitter: require('primus-emitter')}});\n"
+    "const URL = process.env.SERVER_URL;\n"
+)
+
+
+class Node:
+    """A Node script (tests/js's npm clients) running beside the test: it prints JSON lines with
+    ``out(value)``; the test reads them as they come (:meth:`expect`) and may write a line to its
+    stdin (:meth:`tell`)."""
+
+    def __init__(self, script: str, url: str, **env: str) -> None:
+        if not os.path.isdir(os.path.join(JS_DIR, 'node_modules')):
+            pytest.fail('the npm test clients are not installed: run scripts/test')
+        self.proc = subprocess.Popen(
+            ['node', '-e', NODE_PRELUDE + CLIENTS + script], cwd=JS_DIR, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, 'SERVER_URL': url, **env})
+        self.lines: 'queue.Queue[Optional[str]]' = queue.Queue()
+        self.seen: List[Any] = []
+        self.stderr: List[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, stream: Any, out: bool) -> None:
+        for line in stream:
+            if out:
+                self.lines.put(line)
+            else:
+                self.stderr.append(line)
+        if out:
+            self.lines.put(None)
+
+    def expect(self, key: str, timeout: float) -> Any:
+        """The value of the next printed ``{key: value}``; fails on a time-out or an early exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f'node: no {key!r} within {timeout} s; printed {self.seen[-5:]}; '
+                            f'stderr: {"".join(self.stderr)[-2000:]}')
+            if line is None:
+                self.lines.put(None)
+                self.proc.wait(5)
+                pytest.fail(f'node exited ({self.proc.returncode}) before printing {key!r}; '
+                            f'printed {self.seen[-5:]}; stderr: {"".join(self.stderr)[-2000:]}')
+            value = json.loads(line)
+            self.seen.append(value)
+            if isinstance(value, dict) and key in value:
+                return value[key]
+
+    def tell(self, line: str = 'go') -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + '\n')
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for reader in self.readers:
+            reader.join(5)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except BrokenPipeError:
+                    pass
+
+
+def raw_socketio(port: int) -> socket.socket:
+    """A raw websocket that opened engine.io and sent Socket.IO's CONNECT; it reads nothing."""
+    sock = raw_upgrade(port, SIO_PATH)
+    sock.sendall(masked_text('40'))
+    return sock
+
+
+def raw_primus(port: int) -> socket.socket:
+    return raw_upgrade(port, '/primus')
+
+
+def masked_close(code: int) -> bytes:
+    payload = code.to_bytes(2, 'big')
+    mask = os.urandom(4)
+    return bytes([0x88, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def read_close_code(sock: socket.socket, timeout: float = 10.0) -> int:
+    """Read server frames until the close frame; its status code (text frames are skipped)."""
+    sock.settimeout(timeout)
+    buf = bytearray()
+    while True:
+        while len(buf) >= 2:
+            length, head = buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    break
+                length, head = int.from_bytes(buf[2:4], 'big'), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    break
+                length, head = int.from_bytes(buf[2:10], 'big'), 10
+            if len(buf) < head + length:
+                break
+            opcode, payload = buf[0] & 0x0F, bytes(buf[head:head + length])
+            del buf[:head + length]
+            if opcode == 0x8:
+                assert len(payload) >= 2, 'a close frame without a status code'
+                return int.from_bytes(payload[:2], 'big')
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            pytest.fail(f'no close frame within {timeout} s')
+        except ConnectionResetError:
+            pytest.fail('the connection was reset instead of closed with a close frame')
+        assert chunk, 'the server hung up without a close frame'
+        buf.extend(chunk)
+
+
+def assert_server_hung_up(sock: socket.socket, what: str, timeout: float = 10.0) -> None:
+    """The server closed its end of ``sock``: reading what it buffered ends in end of file."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except socket.timeout:
+        pytest.fail(f'the server never closed the socket of {what}')
+    except ConnectionResetError:
+        pass
+
+
+def close_all(socks: List[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def make_app(name: str, sio: Optional[Dict[str, Any]] = None,
+             prim: Optional[Dict[str, Any]] = None) -> Any:
+    """An app with Socket.IO, Primus and todos; every connection joins the channel 'all'."""
+    app = Flask(name)
+    api = Feathers(app)
+    api.configure(socketio(**(sio or {})))
+    api.configure(primus(dict({'transformer': 'websockets'}, **(prim or {}))))
+    api.use('todos', MemoryService(paginate=None))
+    state = app.extensions['feathers']
+    api.on('connection', lambda conn: state.channels.channel('all').join(conn))
+    return app, api, state
+
+
+def levels(state: Any) -> Dict[str, int]:
+    """How much of each registry the app's connections take."""
+    hub = transport.get_hub()
+    return {
+        'connection registry': len(state.connections),
+        'primus sparks': len(state.primus.sparks),
+        'engine.io sockets': len(state.io.server.eio.sockets),
+        "channel 'all'": len(state.channels.channel('all')),
+        'hub connections': sum(1 for c in list(hub.connections) if c.owner is state),
+        'hub selector': sum(1 for c in list(hub._by_fd.values())
+                            if getattr(c, 'owner', None) is state),
+    }
+
+
+@pytest.fixture
+def stopped_apps():
+    """Apps whose background work (dispatcher, engine.io) stops after the test."""
+    states: List[Any] = []
+    yield states.append
+    for state in states:
+        state.dispatcher.close()
+        state.io.server.eio.shutdown()
+
+
+# -- 1. idle connections hold no thread ----------------------------------------------------------
+
+def test_idle_connections_hold_no_thread_and_leave_no_trace(live_server, stopped_apps):
+    app, api, state = make_app('threads_per_connection')
+    stopped_apps(state)
+    transport.get_hub()  # the hub thread is there before the baseline, as in a running server
+    server = live_server(app)
+    before = levels(state)
+    threads_before = threading.active_count()
+    socks: List[socket.socket] = []
+    try:
+        for _ in range(100):
+            socks.append(raw_socketio(server.port))
+            socks.append(raw_primus(server.port))
+        # Every registry holds all 200, except engine.io's and Primus's own: 100 each.
+        grown = {k: v + (100 if k in ('engine.io sockets', 'primus sparks') else 200)
+                 for k, v in before.items()}
+        wait_until(lambda: levels(state) == grown, 20,
+                   '100 Socket.IO and 100 Primus clients in every registry',
+                   lambda: levels(state))
+        # Handshakes ran on request threads and connect handlers on pooled workers; both end by
+        # themselves. What stays may be far less than one thread per connection.
+        wait_until(lambda: threading.active_count() - threads_before < THREADS_PER_200, 15,
+                   f'fewer than {THREADS_PER_200} more threads than before 200 clients connected '
+                   f'({threads_before})',
+                   lambda: (threading.active_count(), thread_names()))
+        assert levels(state) == grown, 'clients left while they were idle'
+
+        # Half leave with a close frame, half just drop the TCP connection.
+        for i, sock in enumerate(socks):
+            if i % 4 < 2:
+                sock.sendall(masked_close(1000))
+            sock.close()
+        wait_until(lambda: levels(state) == before, 15,
+                   f'every registry back to its level before the clients ({before})',
+                   lambda: levels(state))
+    finally:
+        close_all(socks)
+
+
+# -- 2. clients that vanish without a close --------------------------------------------------------
+
+GOOD_CLIENTS = r"""
+const seen = {sio: {pings: 0, lost: []}, primus: {pings: 0, lost: []}};
+const s = io(URL, {transports: ['websocket'], reconnection: false});
+const p = new PrimusSocket(URL, {reconnect: {retries: 0}});
+s.io.on('ping', () => seen.sio.pings++);
+s.on('disconnect', (reason) => seen.sio.lost.push('disconnect: ' + reason));
+s.on('connect_error', (e) => seen.sio.lost.push('connect_error: ' + e.message));
+p.on('incoming::ping', () => seen.primus.pings++);
+['close', 'end', 'reconnect scheduled'].forEach(
+  (name) => p.on(name, () => seen.primus.lost.push(name)));
+p.on('error', (e) => seen.primus.lost.push('error: ' + e.message));
+let ready = 0;
+const go = () => { if (++ready === 2) p.id((id) => out({ready: {sio: s.id, primus: id}})); };
+s.once('connect', go);
+p.once('open', go);
+process.stdin.on('data', () => { out({report: seen}); s.close(); p.end(); done(); });
+setTimeout(() => fail('nobody told the good clients to report'), 60000);
+"""
+
+
+def test_clients_that_vanish_without_closing_are_dropped_by_the_heartbeat(live_server,
+                                                                         stopped_apps):
+    app, api, state = make_app('vanishing', sio={'ping_interval': 1, 'ping_timeout': 1},
+                               prim={'pingInterval': 1000})
+    stopped_apps(state)
+    transport.get_hub()
+    server = live_server(app)
+    lock = threading.Lock()
+    connected: set = set()
+    gone: set = set()
+
+    def on_connection(conn):
+        with lock:
+            connected.add(conn.id)
+
+    def on_disconnect(conn):
+        with lock:
+            gone.add(conn.id)
+    api.on('connection', on_connection)
+    api.on('disconnect', on_disconnect)
+
+    node = Node(GOOD_CLIENTS, server.url)
+    socks: List[socket.socket] = []
+    try:
+        good = node.expect('ready', 20)
+        good_ids = {good['sio'], good['primus']}
+        assert good_ids <= {c.id for c in state.connections}, (good, list(state.connections))
+        before = levels(state)
+        threads_before = threading.active_count()
+        fds_before = open_fds()
+        with lock:
+            connected.clear()
+
+        # 200 clients that complete the handshake (and Socket.IO's CONNECT), then neither read
+        # nor write again, and never close their TCP connection.
+        for _ in range(100):
+            socks.append(raw_socketio(server.port))
+            socks.append(raw_primus(server.port))
+        wait_until(lambda: len(connected) == 200, 20, 'the 200 silent clients to connect',
+                   lambda: len(connected))
+        vanished = set(connected)
+        # The heartbeat (1 s, and 1 s more for an answer) drops each of them about 2 s after it
+        # connected; 10 s (ten intervals) is for a loaded machine, not for the heartbeat.
+        wait_until(lambda: vanished <= gone and levels(state) == before, 10,
+                   f'the 200 silent clients dropped and every registry back to {before}',
+                   lambda: (len(vanished & gone), levels(state)))
+        for i, sock in enumerate(socks):
+            assert sock.fileno() != -1  # still open on our side: the server did not wait for it
+            assert_server_hung_up(sock, f'silent client {i}')
+        # Their sockets are released on the server's side: this process holds only our ends.
+        wait_until(lambda: open_fds() <= fds_before + len(socks) + 5, 10,
+                   f'no more descriptors than ours ({fds_before} + {len(socks)} client sockets)',
+                   open_fds)
+        # Idle workers end after 2 s: the threads come back to their level.
+        wait_until(lambda: threading.active_count() <= threads_before + 3, 15,
+                   f'the thread count back to its level ({threads_before})',
+                   lambda: (threading.active_count(), thread_names()))
+
+        assert good_ids <= {c.id for c in state.connections}, 'a well-behaved client was dropped'
+        node.tell('report')
+        report = node.expect('report', 10)
+        assert report['sio']['lost'] == [] and report['primus']['lost'] == [], report
+        assert report['sio']['pings'] >= 2 and report['primus']['pings'] >= 2, (
+            f'the well-behaved clients saw too few heartbeats meanwhile: {report}')
+    finally:
+        close_all(socks)
+        node.stop()
+
+
+# -- 3. graceful shutdown --------------------------------------------------------------------------
+
+#: COUNT Socket.IO and COUNT Primus clients that report how their connection ended: the first
+#: disconnect (reason, close code), whether the client is about to reconnect, whether the server
+#: said 'primus::server::close' (do not reconnect). Once a client showed it would reconnect it is
+#: stopped, so no reconnect storm runs on this machine while the server is exiting. Connect
+#: time-outs are a minute: a loaded machine may take long to accept 1,000 clients.
+HOLDERS = r"""
+const N = +process.env.COUNT;
+const res = {sio: {}, primus: {}};
+const bump = (o, k) => { o[k] = (o[k] || 0) + 1; };
+let open = 0, settled = 0, ended = false;
+const opened = () => { if (++open === 2 * N) out({ready: open}); };
+const settle = () => {
+  if (++settled === 2 * N && !ended) { ended = true; out({summary: res}); done(); }
+};
+for (let i = 0; i < N; i++) {
+  const s = io(URL, {transports: ['websocket'], auth: {user: 's' + i}, timeout: 60000});
+  s.once('connect', () => {
+    opened();
+    s.once('disconnect', (reason, details) => {
+      const code = details && details.context && details.context.code;
+      bump(res.sio, reason + ' ' + code);
+      // socket.io-client's documented test: active means it will try to reconnect.
+      if (s.active) bump(res.sio, 'reconnects');
+      s.close();
+      settle();
+    });
+  });
+
+  const p = new PrimusSocket(URL + '?user=p' + i, {timeout: 60000, reconnect: {retries: 10}});
+  const end = () => bump(res.primus, 'end');
+  p.once('open', () => {
+    opened();
+    p.on('incoming::data', (raw) => {
+      if (String(raw).includes('primus::server::close')) bump(res.primus, 'primus::server::close');
+    });
+    p.once('incoming::end', (evt) => bump(res.primus, 'closed ' + (evt && evt.code)));
+    p.on('end', end);
+    p.once('reconnect scheduled', () => {
+      bump(res.primus, 'reconnects');
+      setImmediate(() => {  // after the listeners of this close (ours above included)
+        p.off('end', end);
+        p.end();
+        settle();
+      });
+    });
+  });
+}
+const progress = setInterval(() => {
+  if (open < 2 * N) out({opened: open}); else clearInterval(progress);
+}, 5000);
+setTimeout(() => { out({timeout: {res, open, settled}}); process.exit(2); }, 90000);
+"""
+
+#: ``python server.py PORT``: starts with a soft open-files limit of 512 (below what 1,000 clients
+#: need; many systems default to 1,024), which ``api.run`` must raise to the hard limit.
+SERVER = """
+import logging, resource, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))
+from flask import Flask
+from flask_feathers import Feathers, MemoryService, primus, socketio
+logging.basicConfig(level=logging.INFO, format='%(name)s %(levelname)s %(message)s')
+app = Flask('graceful')
+api = Feathers(app)
+api.configure(socketio())
+api.configure(primus({'transformer': 'websockets'}))
+api.use('todos', MemoryService(paginate=None))
+api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
+"""
+
+
+def assert_every_client_was_told_going_away(summary: Dict[str, Any], count: int) -> None:
+    """socket.io-client: 'transport close' with close code 1001, and it would reconnect (not
+    'io server disconnect'). primus: a close with code 1001 without 'primus::server::close', and
+    a reconnect scheduled (no 'end')."""
+    assert summary['sio'] == {'transport close 1001': count, 'reconnects': count}, summary
+    assert summary['primus'] == {'closed 1001': count, 'reconnects': count}, summary
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, log_path: Any, timeout: float = 30) -> None:
+    def up():
+        if proc.poll() is not None:
+            pytest.fail(f'the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}')
+        try:
+            return requests.get(url + '/primus', timeout=2).status_code == 426
+        except requests.RequestException:  # not listening yet, or still booting its worker
+            return False
+    wait_until(up, timeout, f'the server at {url}')
+
+
+def sigterm_and_time_exit(proc: subprocess.Popen) -> float:
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        pytest.fail('the server was still running 30 s after SIGTERM')
+    return time.monotonic() - start
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_sigterm_under_api_run_closes_1000_clients_going_away_within_2s(tmp_path):
+    script = tmp_path / 'server.py'
+    script.write_text(SERVER)
+    log_path = tmp_path / 'server.log'
+    port = free_port()
+    url = f'http://127.0.0.1:{port}'
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(512, hard)
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+    node = None
+    try:
+        wait_for_http(url, proc, log_path)
+        with open(f'/proc/{proc.pid}/limits') as fh:
+            limit = next(line for line in fh if line.startswith('Max open files')).split()[3:5]
+        assert limit == [str(hard), str(hard)], f'api.run left the open-files limit at {limit}'
+        assert f'open-files limit raised from {low} to {hard}' in log_path.read_text() or \
+            low == hard, log_path.read_text()[-2000:]
+
+        node = Node(HOLDERS, url, COUNT='500')
+        assert node.expect('ready', 60) == 1000
+        # 1,000 idle clients: the request threads of their handshakes and the workers of their
+        # connect handlers end by themselves (workers after 2 s idle).
+        wait_until(lambda: proc_threads(proc.pid) < 50, 15,
+                   'the server to hold 1,000 idle clients with fewer than 50 threads',
+                   lambda: proc_threads(proc.pid))
+
+        took = sigterm_and_time_exit(proc)
+        print(f'api.run: exit {took:.2f} s after SIGTERM with 1,000 clients')
+        summary = node.expect('summary', 30)
+        log = log_path.read_text()
+        assert proc.returncode == 0, log[-3000:]
+        # The issue's figure, the one wall-clock bound of the spec (a 1.5 s grace for the close
+        # handshakes is part of it).
+        assert took <= 2.0, f'the server exited {took:.2f} s after SIGTERM with 1,000 clients'
+        assert_every_client_was_told_going_away(summary, 500)
+    finally:
+        stop_process(proc)
+        if node is not None:
+            node.stop()
+
+
+def test_sigterm_under_gunicorn_closes_clients_going_away_within_2s(tmp_path):
+    gunicorn = os.path.join(os.path.dirname(sys.executable), 'gunicorn')
+    if not os.path.exists(gunicorn):
+        pytest.fail('gunicorn is not installed: scripts/test installs the test extra')
+    port = free_port()
+    url = f'http://127.0.0.1:{port}'
+    log_path = tmp_path / 'gunicorn.log'
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([gunicorn, '-k', 'gthread', '--threads', '40', '-w', '1',
+                                 '--chdir', os.path.join(ROOT, 'tests', 'apps'),
+                                 '-b', f'127.0.0.1:{port}', 'gunicorn_app:app'],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    node = None
+    try:
+        wait_for_http(url, proc, log_path)
+        node = Node(HOLDERS, url, COUNT='10')
+        assert node.expect('ready', 30) == 20
+        took = sigterm_and_time_exit(proc)
+        print(f'gunicorn: exit {took:.2f} s after SIGTERM with 20 clients')
+        summary = node.expect('summary', 30)
+        log = log_path.read_text()
+        assert proc.returncode == 0, log[-3000:]
+        # Before the connection layer one Socket.IO client held gunicorn's exit for 31.7 s.
+        assert took <= 2.0, f'gunicorn exited {took:.2f} s after SIGTERM:\n{log[-3000:]}'
+        assert_every_client_was_told_going_away(summary, 10)
+    finally:
+        stop_process(proc)
+        if node is not None:
+            node.stop()
+
+
+def test_api_close_sends_every_socket_a_going_away_close_frame(live_server, stopped_apps):
+    app, api, state = make_app('api_close')
+    stopped_apps(state)
+    server = live_server(app)
+    socks = []
+    try:
+        for _ in range(5):
+            socks.append(raw_socketio(server.port))
+            socks.append(raw_primus(server.port))
+        # Connected, and handed over to the hub (a Primus client is in the registry from before
+        # its handshake).
+        wait_until(lambda: levels(state)['connection registry'] == 10 and
+                   levels(state)['hub connections'] == 10, 10, '10 clients connected',
+                   lambda: levels(state))
+        closing = threading.Thread(target=api.close, daemon=True)
+        closing.start()
+        codes = []
+        for sock in socks:
+            code = read_close_code(sock)
+            codes.append(code)
+            sock.sendall(masked_close(code))  # answer it, as a client does
+        assert codes == [1001] * 10
+        closing.join(10)
+        assert not closing.is_alive(), 'api.close() did not return'
+        wait_until(lambda: levels(state) == dict.fromkeys(levels(state), 0), 10,
+                   'every registry empty after api.close()', lambda: levels(state))
+    finally:
+        close_all(socks)
+
+
+# -- 4. Primus spark.on('data') -----------------------------------------------------------------
+
+ECHO_WRITES = r"""
+const p = new PrimusSocket(URL);
+const echoes = [];
+p.on('data', (data) => {
+  if (data === 'listening') {  // the server's 'connection' handler attached its listener
+    p.write({hello: 'world'}); p.write('plain text'); p.write([1, 2, 3]);
+    return;
+  }
+  echoes.push(data);
+  if (echoes.length === 3) { out({echoes}); p.end(); done(); }
+});
+setTimeout(() => fail('echoes so far: ' + JSON.stringify(echoes)), 10000);
+"""
+
+
+def test_primus_spark_data_listener_gets_what_clients_write(live_server, node):
+    app = Flask('spark_data')
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets'}))
+    got: 'queue.Queue[Any]' = queue.Queue()
+    listening = threading.Semaphore(0)
+
+    def on_connection(spark):
+        def on_data(data):
+            got.put(data)
+            spark.write({'echo': data})
+        spark.on('data', on_data)
+        spark.write('listening')
+        listening.release()
+    api.primus.on('connection', on_connection)
+    server = live_server(app)
+
+    echoes = node(CLIENTS + ECHO_WRITES, env={'SERVER_URL': server.url}, timeout=20)[0]['echoes']
+    expected = [{'hello': 'world'}, 'plain text', [1, 2, 3]]
+    received = []
+    for _ in expected:
+        try:
+            received.append(got.get(timeout=5))
+        except queue.Empty:
+            pytest.fail(f"spark.on('data') got {received}, not all of {expected}")
+    key = json.dumps  # (in any order: each frame's listeners run on a worker of their own)
+    assert sorted(map(key, received)) == sorted(map(key, expected))
+    assert sorted(map(key, echoes)) == sorted(key({'echo': v}) for v in expected)
+
+    # A plain websocket frame (what primus.write sends) from a client without the npm library.
+    assert listening.acquire(timeout=10)
+    ws = simple_websocket.Client.connect(server.url.replace('http', 'ws') + '/primus')
+    try:
+        assert listening.acquire(timeout=10), "the 'connection' handler never ran"
+        ws.send(json.dumps({'raw': 'frame', 'n': 1}))
+        try:
+            assert got.get(timeout=5) == {'raw': 'frame', 'n': 1}
+        except queue.Empty:
+            pytest.fail("a raw data frame never reached spark.on('data')")
+    finally:
+        ws.close()
+
+
+# -- 5. permessage-deflate ------------------------------------------------------------------------
+
+class DeflateClient:
+    """A websocket client (wsproto) that offers permessage-deflate; it records whether each data
+    frame the server sent was compressed (RSV1) and decodes the messages."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=f'127.0.0.1:{port}', target=path,
+                                               extensions=[PerMessageDeflate()])))
+        head = b''
+        while b'\r\n\r\n' not in head:
+            chunk = self.sock.recv(1)
+            assert chunk, 'handshake refused'
+            head += chunk
+        self.ws.receive_data(head)
+        (accepted,) = list(self.ws.events())
+        assert isinstance(accepted, AcceptConnection), accepted
+        self.extensions = [ext.name for ext in accepted.extensions]
+        self.raw = bytearray()
+        self.compressed: List[bool] = []  # per data frame
+        self.parts: List[str] = []
+        self.messages: 'collections.deque[str]' = collections.deque()
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(self.ws.send(TextMessage(data=text)))
+
+    def _walk(self, data: bytes) -> None:
+        self.raw.extend(data)
+        buf = self.raw
+        while len(buf) >= 2:
+            length, head = buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, head = int.from_bytes(buf[2:4], 'big'), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, head = int.from_bytes(buf[2:10], 'big'), 10
+            if len(buf) < head + length:
+                return
+            if buf[0] & 0x0F in (0x1, 0x2):
+                self.compressed.append(bool(buf[0] & 0x40))
+            del buf[:head + length]
+
+    def receive(self, count: int, skip: tuple = (), timeout: float = 10.0) -> List[str]:
+        self.sock.settimeout(timeout)
+        out: List[str] = []
+        while len(out) < count:
+            while self.messages and len(out) < count:
+                message = self.messages.popleft()
+                if message not in skip:
+                    out.append(message)
+            if len(out) == count:
+                break
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                pytest.fail(f'{len(out)} of {count} messages within {timeout} s')
+            assert data, f'the server closed the connection after {len(out)} messages'
+            self._walk(data)
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, TextMessage):
+                    self.parts.append(event.data)
+                    if event.message_finished:
+                        self.messages.append(''.join(self.parts))
+                        self.parts = []
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class PlainClient(DeflateClient):
+    """The same client without the offer."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=f'127.0.0.1:{port}', target=path)))
+        head = b''
+        while b'\r\n\r\n' not in head:
+            chunk = self.sock.recv(1)
+            assert chunk, 'handshake refused'
+            head += chunk
+        self.ws.receive_data(head)
+        (accepted,) = list(self.ws.events())
+        assert isinstance(accepted, AcceptConnection), accepted
+        self.extensions = [ext.name for ext in accepted.extensions]
+        self.raw = bytearray()
+        self.compressed = []
+        self.parts = []
+        self.messages = collections.deque()
+
+
+def todo_body(i: int) -> str:
+    if i % 5 == 0:
+        return f'{i} ' + 'compressible ' * 2000  # 26 KB: several TCP segments
+    return f'{i} é ' * i
+
+
+@pytest.mark.parametrize('transport_name', ['socketio', 'primus'])
+def test_a_permessage_deflate_client_gets_broadcasts_right(live_server, stopped_apps,
+                                                           transport_name):
+    app, api, state = make_app(f'deflate_{transport_name}', sio={'websocket_compression': True},
+                               prim={'compression': True})
+    stopped_apps(state)
+    server = live_server(app)
+    path = SIO_PATH if transport_name == 'socketio' else '/primus'
+    clients = []
+    try:
+        clients.append(DeflateClient(server.port, path))
+        clients.append(PlainClient(server.port, path))
+        assert clients[0].extensions == ['permessage-deflate'], clients[0].extensions
+        assert clients[1].extensions == []
+        if transport_name == 'socketio':
+            for client in clients:
+                client.send('40')
+            for client in clients:  # events reach a client once it got its CONNECT
+                opened, connect = client.receive(2, skip=('2',))
+                assert opened.startswith('0{') and connect.startswith('40{'), (opened, connect)
+        wait_until(lambda: len(state.connections) == 2, 10, 'both clients connected',
+                   lambda: len(state.connections))
+        count = 30
+        with app.app_context():
+            for i in range(count):
+                api.service('todos').create({'i': i, 'text': todo_body(i)})
+        wait_for_dispatch(api, 10)
+
+        for client in clients:
+            if transport_name == 'socketio':
+                frames = client.receive(count, skip=('2',))
+                assert all(f.startswith('42') for f in frames), [f[:20] for f in frames]
+                events = [json.loads(f[2:]) for f in frames]
+            else:
+                events = [json.loads(f)['data'] for f in client.receive(count)]
+            assert [e[0] for e in events] == ['todos created'] * count
+            assert [e[1] for e in events] == [{'i': i, 'text': todo_body(i), 'id': i + 1}
+                                              for i in range(count)]
+        deflated, plain = clients
+        assert any(deflated.compressed), 'the client that negotiated compression got no ' \
+                                         'compressed frame'
+        assert not any(plain.compressed), 'a client without compression got compressed frames'
+    finally:
+        for client in clients:
+            client.close()
