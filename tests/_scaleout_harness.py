@@ -240,7 +240,8 @@ class SioClient:
                  events: tuple = ('todos created', 'todos status', 'news')) -> None:
         import socketio
         self.user = user
-        self.client = socketio.Client(reconnection=False)
+        from conftest import in_order
+        self.client = in_order(socketio.Client(reconnection=False))
         self.received: Dict[str, List[Any]] = {e: [] for e in events}
         self.cond = threading.Condition()
         for event in events:

@@ -12,6 +12,7 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, socketio
 from flask_feathers.testing import wait_for_dispatch
 
+from conftest import in_order
 from _raw_ws import (assert_events_in_order, events_to_fill_buffers, masked_text, raw_upgrade,
                      read_frames)
 
@@ -49,7 +50,7 @@ def test_websocket_clients_are_written_directly_polling_ones_through_the_queue(a
     got = {'ws': [], 'polling': []}
     clients = []
     for name, transports in (('ws', ['websocket']), ('polling', ['polling', 'websocket'])):
-        client = socketio_client.Client()
+        client = in_order(socketio_client.Client())
         client.on('todos created', lambda data, name=name: got[name].append(data['i']))
         client.connect(server.url, transports=transports, wait_timeout=10)
         clients.append(client)
@@ -111,7 +112,7 @@ def test_a_broadcast_is_framed_once_for_every_websocket_client(prebuilt_frames, 
     clients = []
     try:
         for mine in got:
-            client = socketio_client.Client()
+            client = in_order(socketio_client.Client())
             client.on('todos created', lambda data, mine=mine: mine.append(data['i']))
             client.connect(server.url, transports=['websocket'], wait_timeout=10)
             clients.append(client)

@@ -8,7 +8,7 @@ import flask
 import pytest
 import socketio as python_socketio
 
-from conftest import USERS
+from conftest import USERS, in_order
 from flask_feathers import errors
 from flask_feathers.testing import realtime_client, wait_for_dispatch
 
@@ -25,7 +25,7 @@ class Peer:
     def __init__(self, url, auth=None):
         self.events = queue.Queue()
         self.ack_ids = []
-        self.sio = python_socketio.Client(reconnection=False)
+        self.sio = in_order(python_socketio.Client(reconnection=False))
         original = self.sio._handle_ack
 
         def handle_ack(namespace, id, data):
@@ -410,7 +410,7 @@ def test_live_refusal_and_middleware_that_never_calls_next(company_app, live_ser
     server = live_server(app)
     for auth, expected in (({'username': 'mallory'}, 'Not authenticated!'),
                            ({'username': 'alice', 'stall': True}, 'callback within 0.3 s')):
-        sio = python_socketio.Client(reconnection=False)
+        sio = in_order(python_socketio.Client(reconnection=False))
         errors_seen = []
         sio.on('connect_error', errors_seen.append)
         try:
