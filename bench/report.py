@@ -361,16 +361,22 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                   '(1 s later); times from the reconnect, over all the clients of the run (a '
                   'client not back within the bound is missing, and stays out of later rounds). '
                   'Threads and RSS of the server: before the round, peak (every 100 ms from the '
-                  'close until the after sample), 5 s after the round.', '',
+                  'close until the after sample), 5 s after the round. "client loop": how long the '
+                  'load generator took to start every reconnect. "listen queue overflows": the '
+                  "kernel's TcpExt ListenOverflows over the round (connection attempts dropped "
+                  "because the server's listen queue was full; counted for the whole machine), "
+                  'each one costs its client a SYN retransmission (1 s, then 3 s, 7 s, 15 s, '
+                  '31 s after the first).', '',
                   '| server | clients | round | back | 50% | 90% | 99% | 100% | next broadcast | '
-                  'threads before / peak / after | RSS MB before / peak / after | client loop |',
-                  '|---|---|---|---|---|---|---|---|---|---|---|---|']
+                  'threads before / peak / after | RSS MB before / peak / after | client loop | '
+                  'listen queue overflows |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for run in storms:
             res = run['result']
             who = f'{LABELS[run["server"]]} ({_mix_label(res)})'
             n = res.get('clients', run.get('clients'))
             head = f'| {who} | {n:,} (connected {res.get("connected", 0):,} in ' \
-                   f'{_ms(res.get("connect_ms"))}) |'
+                   f'{_ms(res.get("connect_ms"))}; listen queue {res.get("listen_backlog")}) |'
             for rnd in res.get('rounds') or []:
                 bc = rnd.get('broadcast') or {}
                 b, p, a = (rnd.get(k) or {} for k in ('before', 'peak', 'after'))
@@ -386,7 +392,8 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                     f'{b.get("threads")} / {p.get("threads")} / {a.get("threads")} | '
                     f'{_fmt((b.get("rss_kb") or 0) / 1024)} / {_fmt((p.get("rss_kb") or 0) / 1024)}'
                     f' / {_fmt((a.get("rss_kb") or 0) / 1024)} | '
-                    f'{_fmt(rnd.get("reconnect_loop_ms"))} ms |')
+                    f'{_fmt(rnd.get("reconnect_loop_ms"))} ms | '
+                    f'{(rnd.get("kernel") or {}).get("ListenOverflows", "n/a")} |')
             if res.get('error'):
                 lines.append(f'{head} - | error: {res["error"][:200]} |||||||||')
     holds = [r for r in results['runs'] if r['scenario'] == 'hold10k']

@@ -311,6 +311,37 @@ class Sampler {
   stop () { clearInterval(this.timer); }
 }
 
+// The listen queue length of the server's socket (`ss`: Send-Q of a LISTEN socket), or null.
+function listenBacklog (url) {
+  try {
+    const port = new URL(url).port;
+    const out = require('child_process').execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8', timeout: 5000 });
+    const cols = out.trim().split(/\s+/);
+    return cols.length >= 3 ? Number(cols[2]) : null;
+  } catch (e) { return null; }
+}
+
+// The kernel's TCP listen-queue counters (this network namespace: every listener of the machine).
+function tcpExt () {
+  try {
+    const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/).map(Number);
+    const out = {};
+    for (const k of ['ListenOverflows', 'ListenDrops', 'SyncookiesSent']) {
+      const i = names.indexOf(k);
+      if (i > 0) out[k] = values[i];
+    }
+    return out;
+  } catch (e) { return {}; }
+}
+
+function delta (a, b) {
+  const out = {};
+  for (const k of Object.keys(b)) if (k in a) out[k] = b[k] - a[k];
+  return out;
+}
+
 // clients 0..n-1: transport of client i under a mix (['socketio'] or ['socketio', 'primus'])
 const transportOf = (mix, i) => mix[i % mix.length];
 
@@ -388,7 +419,7 @@ async function storm () {
   const perWorker = opts.per_worker || 2500;
   const pid = opts.pid;
   const fds = fdCheck(pid, n, perWorker);
-  const base = { clients: n, mix, rounds_planned: rounds, bound_s: boundMs / 1000, gap_ms: gapMs, task_limit: TASK_LIMIT, fds };
+  const base = { clients: n, mix, rounds_planned: rounds, bound_s: boundMs / 1000, gap_ms: gapMs, task_limit: TASK_LIMIT, fds, listen_backlog: listenBacklog(opts.url) };
   if (fds.problems.length) return Object.assign(base, { error: fds.problems.join('; ') });
   const sampler = new Sampler(pid);
   const producer = new Client({ companyId: 1 }, 'socketio');
@@ -405,6 +436,7 @@ async function storm () {
     await sleep(1000);
     for (let r = 1; r <= rounds; r++) {
       const before = sampler.now();
+      const kernelBefore = tcpExt();
       sampler.startPeak();
       const t0 = wall() + 300;
       const closed = await sampler.guard(swarm.all(() => ({ cmd: 'close', at: t0 }), 20000));
@@ -417,13 +449,14 @@ async function storm () {
       await sampler.guard(sleep(Math.max(0, roundEnd + 5000 - wall())));
       const after = sampler.now();
       const peak = sampler.takePeak();
+      const kernel = delta(kernelBefore, tcpExt());
       const row = {
         round: r, tried: back.reduce((a, b) => a + b.tried, 0), back: times.length, missing,
         ms_50: timeToFraction(times, n, 0.5), ms_90: timeToFraction(times, n, 0.9),
         ms_99: timeToFraction(times, n, 0.99), ms_100: timeToFraction(times, n, 1.0),
         errors: sumErrors(back), close_loop_ms: Math.max(...closed.map((c) => c.loop_ms)),
         reconnect_loop_ms: Math.max(...back.map((b) => b.loop_ms)), late_ms: Math.max(...back.map((b) => b.late_ms)),
-        broadcast, before, peak, after
+        broadcast, before, peak, after, kernel
       };
       out.push(row);
       console.error(`storm round ${JSON.stringify(row)}`);
