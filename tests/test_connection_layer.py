@@ -825,3 +825,95 @@ def test_a_permessage_deflate_client_gets_broadcasts_right(live_server, stopped_
     finally:
         for client in clients:
             client.close()
+
+
+# -- Primus admission and ordering --------------------------------------------------------------
+
+def primus_app_with(on_connection):
+    app = Flask('primus_bugs')
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets'}))
+    api.primus.on('connection', on_connection)
+    return app
+
+
+def test_frames_sent_right_after_the_handshake_reach_the_listeners_of_the_connection_handler(
+        live_server):
+    """Primus emits 'connection' before it reads the spark's first frame: listeners a handler
+    attaches (even after a lookup) see everything the client sends."""
+    got: 'queue.Queue' = queue.Queue()
+
+    def on_connection(spark):
+        time.sleep(0.05)  # a lookup before the listeners are attached
+        spark.on('data', got.put)
+        spark.on('my other event', lambda data, reply: reply('got it'))
+    server = live_server(primus_app_with(on_connection))
+    ws = simple_websocket.Client.connect(server.url.replace('http', 'ws') + '/primus')
+    try:
+        ws.send(json.dumps({'n': 1}))
+        ws.send(json.dumps({'type': 0, 'data': ['my other event', {}], 'id': 1}))
+        try:
+            assert got.get(timeout=5) == {'n': 1}
+        except queue.Empty:
+            raise AssertionError("the first write never reached spark.on('data')") from None
+        while True:
+            frame = json.loads(ws.receive(timeout=5))
+            if isinstance(frame, dict):
+                break
+        assert frame == {'type': 1, 'id': 1, 'data': ['got it']}, frame
+    finally:
+        ws.close()
+
+
+def test_spark_data_listeners_get_a_clients_writes_in_order(live_server):
+    got = []
+    done = threading.Event()
+    ready = threading.Event()
+
+    def on_connection(spark):
+        def on_data(data):
+            got.append(data)
+            if len(got) == 500:
+                done.set()
+        spark.on('data', on_data)
+        ready.set()
+    server = live_server(primus_app_with(on_connection))
+    ws = simple_websocket.Client.connect(server.url.replace('http', 'ws') + '/primus')
+    try:
+        assert ready.wait(10)
+        for i in range(500):
+            ws.send(json.dumps(i))
+        assert done.wait(10), f'{len(got)} of 500 writes arrived'
+        assert got == list(range(500)), [i for i, n in enumerate(got) if n != i][:10]
+    finally:
+        ws.close()
+
+
+def test_api_close_also_closes_a_client_that_was_still_being_admitted(live_server):
+    """A Primus client inside the app's 'connection' listeners when api.close() runs finishes
+    its handshake afterwards: it is closed with 1001 as it starts, not left open."""
+    app = Flask('close_race')
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets'}))
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow(conn):
+        entered.set()
+        go_on.wait(10)  # e.g. a lookup in api.on('connection')
+    api.on('connection', slow)
+    server = live_server(app)
+    result: Dict[str, Any] = {}
+    opener = threading.Thread(target=lambda: result.setdefault(
+        'sock', raw_upgrade(server.port, '/primus')), daemon=True)
+    opener.start()
+    assert entered.wait(10), 'the client never reached the connection listener'
+    closer = threading.Thread(target=api.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    go_on.set()
+    opener.join(10)
+    assert 'sock' in result, 'the handshake never completed'
+    try:
+        assert read_close_code(result['sock']) == 1001
+    finally:
+        result['sock'].close()

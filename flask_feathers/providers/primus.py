@@ -182,7 +182,7 @@ class Spark(EventEmitter):
             if callback is not None:
                 run(callback, *decoded.args)
         elif isinstance(decoded, proto.Data):
-            run(self._run_listeners, 'data', decoded.value)
+            self._run_listeners('data', decoded.value)  # on the serial lane: in order
         elif isinstance(decoded, proto.Invalid):
             log.info('Primus client %s sent an unusable frame (%s); ignored', self.id,
                      decoded.reason)
@@ -354,8 +354,10 @@ class PrimusServer(EventEmitter):
         ws, mode = accepted
         spark._start(ws)
         ws.heartbeat(self.ping_interval, _send_ping)
-        ws.start()
+        # Like Node's Primus: the 'connection' listeners attach their spark.on(...) handlers
+        # before the first frame is read (what they write goes out at once).
         self._run_listeners('connection', spark)
+        ws.start()
         return transport.Done(mode)
 
     def _forget(self, spark: Spark, notify: bool = True) -> None:

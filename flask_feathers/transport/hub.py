@@ -29,6 +29,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .workers import Workers
@@ -36,7 +37,7 @@ from .workers import Workers
 log = logging.getLogger(__name__)
 
 #: Seconds :meth:`Hub.close_all` waits for the close frames to go out and the clients to answer.
-SHUTDOWN_GRACE = 1.5
+SHUTDOWN_GRACE = 1.0
 #: Bytes read from one socket at a time.
 READ_BUFFER = 65536
 
@@ -81,6 +82,9 @@ class Hub:
         self._by_fd: Dict[int, Any] = {}
         #: every open connection, for close_all (any thread; set operations are atomic)
         self.connections: 'set[Any]' = set()
+        #: owners whose connections were closed (api.close()): one that finishes its handshake
+        #: afterwards is closed as it starts
+        self.closed_owners: 'weakref.WeakSet[Any]' = weakref.WeakSet()
         self._thread: Optional[threading.Thread] = None
         #: what the hub thread reads sockets into (hub thread only)
         self.read_buffer = memoryview(bytearray(READ_BUFFER))
@@ -224,6 +228,8 @@ class Hub:
         """Close every connection (of ``owner``, when given) with a close frame ``code`` (1001,
         going away: clients reconnect elsewhere) and wait up to ``grace`` seconds for them to end.
         Returns how many were still open after the wait."""
+        if owner is not None:
+            self.closed_owners.add(owner)
         conns = [c for c in list(self.connections) if owner is None or c.owner is owner]
         for conn in conns:
             conn.close(code)

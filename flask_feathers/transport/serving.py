@@ -3,6 +3,7 @@ sockets, a listen queue that survives a reconnect storm, and a graceful stop on 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -64,3 +65,6 @@ def stop_on_sigterm(on_stop: Callable[[], Any]) -> Iterator[None]:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            # The process is about to end: the collections of interpreter shutdown would walk
+            # every object of thousands of connections (seconds on a busy machine) for nothing.
+            gc.freeze()

@@ -118,6 +118,8 @@ class WebSocket:
         """Let the hub watch this connection (any thread; the adapter is ready for messages)."""
         self.hub.connections.add(self)
         self.hub.call_soon(self._register)
+        if self.owner is not None and self.owner in self.hub.closed_owners:
+            self.close(CloseReason.GOING_AWAY)  # its app was closed during the handshake
 
     def _register(self) -> None:
         if self.state is CLOSED:
