@@ -903,8 +903,13 @@ def test_api_close_also_closes_a_client_that_was_still_being_admitted(live_serve
     api.on('connection', slow)
     server = live_server(app)
     result: Dict[str, Any] = {}
-    opener = threading.Thread(target=lambda: result.setdefault(
-        'sock', raw_upgrade(server.port, '/primus')), daemon=True)
+
+    def open_one() -> None:
+        try:
+            result['sock'] = raw_upgrade(server.port, '/primus')
+        except BaseException as exc:  # reported below, not as an unhandled thread exception
+            result['error'] = exc
+    opener = threading.Thread(target=open_one, daemon=True)
     opener.start()
     assert entered.wait(10), 'the client never reached the connection listener'
     closer = threading.Thread(target=api.close, daemon=True)
@@ -912,7 +917,7 @@ def test_api_close_also_closes_a_client_that_was_still_being_admitted(live_serve
     closer.join(10)
     go_on.set()
     opener.join(10)
-    assert 'sock' in result, 'the handshake never completed'
+    assert 'sock' in result, f"the handshake never completed: {result.get('error')!r}"
     try:
         assert read_close_code(result['sock']) == 1001
     finally:

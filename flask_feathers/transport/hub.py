@@ -226,20 +226,22 @@ class Hub:
     def close_all(self, owner: Any = None, code: int = 1001,
                   grace: float = SHUTDOWN_GRACE) -> int:
         """Close every connection (of ``owner``, when given) with a close frame ``code`` (1001,
-        going away: clients reconnect elsewhere) and wait up to ``grace`` seconds for them to end.
-        Returns how many were still open after the wait."""
+        going away: clients reconnect elsewhere) and wait up to ``grace`` seconds for their
+        sockets to be released. Returns how many were still open after the wait."""
         if owner is not None:
             self.closed_owners.add(owner)
         conns = [c for c in list(self.connections) if owner is None or c.owner is owner]
         for conn in conns:
             conn.close(code)
+        # Done when the socket is released (the client answered the close frame, or hung up);
+        # the disconnect handlers may still be running on the workers then.
         deadline = time.monotonic() + grace
         left = conns
         while left and time.monotonic() < deadline:
-            left = [c for c in left if not c.finished.is_set()]
+            left = [c for c in left if not c.released]
             if left:
-                left[0].finished.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-        return len([c for c in left if not c.finished.is_set()])
+                time.sleep(0.02)
+        return len([c for c in left if not c.released])
 
 
 _hub: Optional[Hub] = None
