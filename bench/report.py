@@ -351,6 +351,23 @@ def sustained_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
     return rows
 
 
+def _counts(counts: Optional[Dict[str, int]]) -> str:
+    return ', '.join(f'{k} {v:,}' for k, v in sorted((counts or {}).items()))
+
+
+def _hold_note(res: Dict[str, Any]) -> str:
+    parts = []
+    if res.get('alive_by'):
+        parts.append(f'alive: {_counts(res["alive_by"])}')
+    if res.get('drops'):
+        parts.append(f'ended after connecting: {_counts(res["drops"])}')
+    if res.get('connect_errors'):
+        parts.append(f'could not connect: {_counts(res["connect_errors"])}')
+    if res.get('error'):
+        parts.append(f'error: {res["error"][:160]}')
+    return '; '.join(parts)
+
+
 def many_clients(results: Dict[str, Any]) -> List[str]:
     """The storm, hold10k and sustained measurements, one table each."""
     lines: List[str] = []
@@ -387,6 +404,7 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                     + ' | '.join(_ms(rnd.get(k)) if rnd.get(k) is not None else 'not reached'
                                  for k in ('ms_50', 'ms_90', 'ms_99', 'ms_100'))
                     + f' | {bc.get("received", 0):,}/{n:,}'
+                    f'{"; ended after connecting: " + _counts(bc["drops"]) if bc.get("drops") else ""}'
                     f'{" (the idle producer client had been dropped)" if bc.get("producer_dropped") else ""}'
                     f'{" (" + bc["error"] + ")" if bc.get("error") else ""} | '
                     f'{b.get("threads")} / {p.get("threads")} / {a.get("threads")} | '
@@ -413,7 +431,7 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                 f'{b.get("threads")} -> {a.get("threads")} (peak '
                 f'{(res.get("peak") or {}).get("threads")}) | '
                 f'{_fmt((b.get("rss_kb") or 0) / 1024)} / {_fmt((a.get("rss_kb") or 0) / 1024)} | '
-                f'{_fmt(_num(res, "per_conn_kb"))} | {(res.get("error") or "")[:160]} |')
+                f'{_fmt(_num(res, "per_conn_kb"))} | {_hold_note(res)} |')
     sus = [r for r in results['runs'] if r['scenario'] == 'sustained']
     if sus:
         lines += ['', '### Sustained fan-out', '',

@@ -29,6 +29,15 @@ class Client {
     this.sock = null;
     this.listeners = []; // [event, fn]: attached to every socket this client opens
     this.lastError = null;
+    this.closing = false;
+    this.onDrop = options.onDrop || null; // (transport, reason): a connected socket ended, not by close()
+  }
+
+  dropped (s, reason) {
+    if (this.sock !== s) return;
+    const was = this.connected;
+    this.connected = false;
+    if (was && !this.closing && this.onDrop) this.onDrop(this.transport, reason);
   }
 
   // Opens a new socket (the previous one, if any, is closed first); resolves true once connected
@@ -36,6 +45,7 @@ class Client {
   // timeoutMs. Never retries: the client's own reconnection is off on both transports.
   connect (timeoutMs) {
     if (this.sock) this.close();
+    this.closing = false;
     return new Promise((resolve) => {
       let settled = false;
       const done = (ok, why) => {
@@ -51,15 +61,15 @@ class Client {
         const transport = this.localAddress ? { localAddress: this.localAddress } : {};
         const s = this.sock = new PrimusSocket(`${this.url}?${q}`, { strategy: false, manual: false, timeout: timeoutMs, transport });
         s.on('open', () => { if (this.sock === s) { this.connected = true; done(true); } });
-        s.on('end', () => { if (this.sock === s) this.connected = false; done(false, 'end'); });
-        s.on('close', () => { if (this.sock === s) this.connected = false; });
+        s.on('end', () => { this.dropped(s, 'end'); done(false, 'end'); });
+        s.on('close', () => { this.dropped(s, 'close'); });
         s.on('error', (e) => done(false, `error ${e && (e.code || e.message)}`));
         for (const [event, fn] of this.listeners) s.on(event, fn);
       } else {
         const extra = this.localAddress ? { localAddress: this.localAddress } : {};
         const s = this.sock = io(this.url, { transports: ['websocket'], auth: this.auth, reconnection: false, forceNew: true, timeout: timeoutMs, ...extra });
         s.on('connect', () => { if (this.sock === s) { this.connected = true; done(true); } });
-        s.on('disconnect', () => { if (this.sock === s) this.connected = false; });
+        s.on('disconnect', (reason) => { this.dropped(s, reason); });
         s.on('connect_error', (e) => done(false, `connect_error ${e && e.message}`));
         for (const [event, fn] of this.listeners) s.on(event, fn);
       }
@@ -88,6 +98,7 @@ class Client {
 
   close () {
     const s = this.sock;
+    this.closing = true;
     this.connected = false;
     if (!s) return;
     try { if (this.transport === 'primus') s.end(); else s.close(); } catch (e) { /* gone */ }

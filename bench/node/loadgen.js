@@ -375,11 +375,12 @@ async function startSwarm (n, mix, perWorker, connectBoundS, sampler) {
   return { swarm, setup, workers };
 }
 
-function sumErrors (parts) {
+function sumCounts (maps) {
   const out = {};
-  for (const part of parts) for (const [k, v] of Object.entries(part.errors || {})) out[k] = (out[k] || 0) + v;
+  for (const m of maps) for (const [k, v] of Object.entries(m || {})) out[k] = (out[k] || 0) + v;
   return out;
 }
+const sumErrors = (parts) => sumCounts(parts.map((p) => p.errors));
 
 // One create on `todos` by the producer, then how many swarm clients got it (bounded waits).
 // The producer is an idle socket.io client outside the storm: if the server dropped it, that is
@@ -401,7 +402,7 @@ async function broadcastCheck (swarm, producer, sampler, n) {
   const counts = await sampler.guard(swarm.all(() => ({ cmd: 'count', id: todo.id, until: wall() + 10000 }), 20000));
   const received = counts.reduce((a, c) => a + c.received, 0);
   const live = counts.reduce((a, c) => a + c.live, 0);
-  return { ok: received === n, producer_dropped: dropped, received, live, expected: n, wait_ms: now() - t0 };
+  return { ok: received === n, producer_dropped: dropped, received, live, expected: n, wait_ms: now() - t0, drops: sumCounts(counts.map((c) => c.drops)), alive_by: sumCounts(counts.map((c) => c.alive_by)) };
 }
 
 // Time until p of the n planned clients were back (ms), or null when fewer came back.
@@ -495,7 +496,11 @@ async function hold10k () {
     await sampler.guard(sleep(2000));
     const broadcast = await broadcastCheck(swarm, producer, sampler, n);
     await sampler.guard(sleep((opts.hold_s || 3) * 1000));
-    const alive = (await sampler.guard(swarm.all(() => ({ cmd: 'alive' }), 10000))).reduce((a, c) => a + c.alive, 0);
+    const aliveParts = await sampler.guard(swarm.all(() => ({ cmd: 'alive' }), 10000));
+    const alive = aliveParts.reduce((a, c) => a + c.alive, 0);
+    base.alive_by = sumCounts(aliveParts.map((c) => c.alive_by));
+    // connected clients that were ended by the server (or the network) before the end, by reason
+    base.drops = sumCounts([broadcast.drops].concat(aliveParts.map((c) => c.drops)));
     const after = sampler.now();
     const peak = sampler.takePeak();
     return Object.assign(base, {

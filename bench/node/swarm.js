@@ -19,6 +19,14 @@ function runWorker () {
   let clients = []; // [{client, alive}] every client this worker was given
   const received = new Map(); // todo id -> number of deliveries to this worker's clients
   let event = null;
+  let drops = {}; // 'transport: reason' -> connected clients the server (or the network) ended
+  const onDrop = (transport, reason) => { const k = `${transport}: ${reason}`; drops[k] = (drops[k] || 0) + 1; };
+  const takeDrops = () => { const d = drops; drops = {}; return d; };
+  const aliveBy = () => {
+    const out = {};
+    for (const e of clients) if (e.alive && e.client.connected) out[e.client.transport] = (out[e.client.transport] || 0) + 1;
+    return out;
+  };
 
   const send = (msg) => { try { process.send(msg); } catch (e) { process.exit(0); } };
   process.on('disconnect', () => process.exit(0));
@@ -53,7 +61,7 @@ function runWorker () {
     async setup (m) {
       event = m.event;
       clients = m.specs.map((spec) => {
-        const client = new Client({ url: m.url, dialect: m.dialect, transport: spec.transport, auth: spec.auth, localAddress: m.localAddress });
+        const client = new Client({ url: m.url, dialect: m.dialect, transport: spec.transport, auth: spec.auth, localAddress: m.localAddress, onDrop });
         client.on(event, (data) => {
           const id = data && data.id;
           received.set(id, (received.get(id) || 0) + 1);
@@ -94,10 +102,10 @@ function runWorker () {
     async count (m) {
       const live = () => clients.filter((e) => e.alive && e.client.connected).length;
       while ((received.get(m.id) || 0) < live() && wall() < m.until) await sleep(20);
-      return { received: received.get(m.id) || 0, live: live() };
+      return { received: received.get(m.id) || 0, live: live(), drops: takeDrops(), alive_by: aliveBy() };
     },
     async alive () {
-      return { alive: clients.filter((e) => e.alive && e.client.connected).length };
+      return { alive: clients.filter((e) => e.alive && e.client.connected).length, drops: takeDrops(), alive_by: aliveBy() };
     },
     async shutdown () {
       for (const entry of clients) entry.client.close();
