@@ -137,7 +137,9 @@ class WebSocket:
         """Send one text (``str``) or binary (``bytes``) message; False when closed or dropped."""
         event = BytesMessage(data=data) if isinstance(data, bytes) else TextMessage(data=data)
         with self.lock:
-            if self.state is not OPEN:
+            # wsproto leaves OPEN as it parses the client's close frame, a moment before the
+            # hub thread marks the connection closing.
+            if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
                 return False
             return self._write(self.proto.send(event), False)
 
@@ -146,7 +148,7 @@ class WebSocket:
         if self.compressed:
             return self.send(message.data)
         with self.lock:
-            if self.state is not OPEN:
+            if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
                 return False
             return self._write(message.wire, False)
 
