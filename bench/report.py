@@ -448,7 +448,12 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                 'room per company' if run['server'] == 'flask' else F5_KINDS.get(service))
             note = res.get('error') or ''
             if res.get('failed'):
-                note += f' {res["failed"]} creates failed {res.get("failures")}'
+                note += f'; {res["failed"]} creates failed ({_counts(res.get("failures"))})'
+            if res.get('not_sent'):
+                note += f'; {res["not_sent"]} creates not sent'
+            if res.get('drops'):
+                note += f'; listeners ended after connecting: {_counts(res["drops"])}'
+            note = note.strip('; ')
             lines.append(
                 f'| {LABELS[run["server"]]} | {run["transport"]} | {res.get("clients", 0):,} | '
                 f'{kind} (`{service}`) | {_fmt(_num(res, "creates_per_s"))} | '
@@ -456,7 +461,7 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                 f'{res.get("missing_at_5s", "n/a")} / {res.get("missing", "n/a")} of '
                 f'{res.get("expected", 0):,} | {_fmt(res.get("last_ack_to_last_delivery_ms"))} ms | '
                 f'{_latency(res, "latency_from_ack_ms")} | {_fmt(_num(res, "rss_end_mb"))} | '
-                f'{res.get("threads_end", "n/a")} | {note.strip()[:160]} |')
+                f'{res.get("threads_end", "n/a")} | {note[:240]} |')
     return lines
 
 

@@ -42,9 +42,13 @@ const { Swarm } = require('./swarm');
 
 // -- clients ---------------------------------------------------------------------------------------
 // A client of this run's server, transport and dialect (client.js).
+// Connected clients of this process that the server (or the network) ended: 'transport: reason' -> n
+const drops = {};
+const noteDrop = (transport, reason) => { const k = `${transport}: ${reason}`; drops[k] = (drops[k] || 0) + 1; };
+
 class Client extends BaseClient {
   constructor (auth, transport = opts.transport) {
-    super({ url: opts.url, dialect: opts.dialect, transport, auth });
+    super({ url: opts.url, dialect: opts.dialect, transport, auth, onDrop: noteDrop });
   }
 }
 
@@ -574,11 +578,19 @@ async function sustained () {
   let lastAck = null;
   const createBound = now() + (opts.create_bound_s || 300) * 1000;
   let serverGone = false;
+  let noListener = false;
   const lane = async () => {
     while (next < total && now() < createBound && !serverGone) {
       if (procStatus(pid) === null) { serverGone = true; break; }
+      // spread over the listeners, both companies; a listener the server ended does not send (the
+      // next connected one does); with none left, the rest is not sent
+      let sender = null;
+      for (let j = 0; j < n && !sender; j++) {
+        const c = clients[(next * 7 + j) % n];
+        if (c.connected) sender = c;
+      }
+      if (!sender) { noListener = true; break; }
       const k = next++;
-      const sender = clients[(k * 7) % n]; // spread over the listeners, both companies
       const t = now();
       if (firstSend === null) firstSend = t;
       sentAt[k] = t;
@@ -625,8 +637,10 @@ async function sustained () {
   let unmatched = 0; // deliveries of events whose create was never acked
   for (const list of early.values()) unmatched += list.length;
   const spanMs = delivered && firstSend !== null ? lastDelivery - firstSend : null;
-  return Object.assign(base, serverGone ? { error: 'the server process is gone' } : {}, {
-    acked, failed, failures, not_sent: notSent, delivered, strays, unmatched,
+  const error = serverGone ? 'the server process is gone'
+    : noListener ? 'no listener was connected any more (the server ended them)' : null;
+  return Object.assign(base, error ? { error } : {}, {
+    acked, failed, failures, not_sent: notSent, delivered, strays, unmatched, drops,
     missing_at_5s: expected - by5s,
     missing: expected - delivered,
     creates_per_s: lastAck !== null && lastAck > firstSend ? acked / ((lastAck - firstSend) / 1000) : null,
