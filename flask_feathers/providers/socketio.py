@@ -278,7 +278,12 @@ class SocketIOProvider:
         def send(sid: str, event: str, data: Any) -> None:
             conn = connections.get(sid)
             if conn is not None and is_ready(conn) and keeps_up(conn):
-                server.emit(event, data, to=sid, namespace=NAMESPACE, ignore_queue=True)
+                # A delivery of its own (a filter changed the data, or it waited behind a slow
+                # filter): straight to the websocket, without python-socketio's emit machinery.
+                eio_socket = conn.extra['eio_socket']
+                if eio_socket is None or _eio_websocket.send_to_many(
+                        server, NAMESPACE, event, data, [(sid, eio_socket)]):
+                    server.emit(event, data, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
         def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
             ready = [c for c in conns if is_ready(c) and keeps_up(c)]
