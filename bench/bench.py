@@ -210,7 +210,7 @@ def machine() -> Dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--quick', action='store_true', help='a smaller plan (about 3 minutes)')
+    parser.add_argument('--quick', action='store_true', help='a smaller plan (about 20 minutes)')
     parser.add_argument('--only', default='', help='comma-separated parts: ' + ','.join(PARTS) +
                         ' (default: all)')
     args = parser.parse_args()
