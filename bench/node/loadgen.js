@@ -534,8 +534,9 @@ async function sustained () {
   const perEvent = filtered ? Math.ceil(n / 2) : n; // companies alternate: even index company 1
   const expected = total * perEvent;
   const base = { clients: n, service, creates: total, inflight, recipients_per_event: perEvent, expected };
-  const fds = nofile(pid);
-  if (fds !== null && fds < n + 100) return Object.assign(base, { error: `server open-files limit ${fds} < ${n + 100}` });
+  const fds = fdCheck(pid, n, n);
+  base.fds = fds;
+  if (fds.problems.length) return Object.assign(base, { error: fds.problems.join('; ') });
   const clients = await connectMany(n, (i) => ({ companyId: (i % 2) + 1 }));
   if (clients.length < n) { closeAll(clients); return Object.assign(base, { error: `only ${clients.length}/${n} clients connected` }); }
   // per event k: send and ack times (ms, NaN until acked), deliveries so far
