@@ -83,3 +83,17 @@ def assert_events_in_order(frames, decode, count, body):
         assert data['body'] == body
         order.append(data['i'])
     assert order == list(range(count))
+
+
+def assert_server_hung_up(sock, what, timeout=10.0):
+    """The server closed its end of ``sock``: reading what it buffered ends in end of file (a
+    server thread left blocked on the socket would keep it open)."""
+    import pytest
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except socket.timeout:
+        pytest.fail(f'the server never closed the socket of {what}')
+    except ConnectionResetError:
+        pass

@@ -1,6 +1,5 @@
 """A client that stops reading is dropped once its queue is full, on both socket transports,
 instead of growing the server's memory (and even with Primus pings turned off)."""
-import socket
 import threading
 
 import pytest
@@ -9,7 +8,7 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, primus, socketio
 from flask_feathers.testing import wait_for_dispatch
 
-from _raw_ws import masked_text, raw_upgrade
+from _raw_ws import assert_server_hung_up, masked_text, raw_upgrade
 
 BIG = 'x' * 60000
 
@@ -20,19 +19,6 @@ def wait_gone(api, count, what):
     if len(api.state.connections) <= count:
         return
     assert gone.wait(20), f'{what} was not dropped (still {len(api.state.connections)} connected)'
-
-
-def assert_socket_ends(sock, what):
-    """The server shut the socket down: once the client reads what was buffered, it sees the end
-    (a server thread left blocked on the socket would keep it open)."""
-    sock.settimeout(10)
-    try:
-        while sock.recv(65536):
-            pass
-    except socket.timeout:
-        pytest.fail(f'the server never closed the socket of {what}')
-    except ConnectionResetError:
-        pass
 
 
 @pytest.fixture
@@ -63,7 +49,7 @@ def test_a_primus_client_that_stops_reading_is_dropped(slow_app, live_server):
         assert len(api.state.connections) == 1
         flood(api)
         wait_gone(api, 0, 'the Primus client that stopped reading')
-        assert_socket_ends(sock, 'the dropped Primus client')
+        assert_server_hung_up(sock, 'the dropped Primus client')
     finally:
         sock.close()
 
@@ -79,6 +65,6 @@ def test_a_socketio_client_that_stops_reading_is_dropped(slow_app, live_server):
         assert connected.wait(10) or len(api.state.connections) == 1, 'never connected'
         flood(api)
         wait_gone(api, 0, 'the Socket.IO client that stopped reading')
-        assert_socket_ends(sock, 'the dropped Socket.IO client')
+        assert_server_hung_up(sock, 'the dropped Socket.IO client')
     finally:
         sock.close()
