@@ -13,7 +13,10 @@
 Thin adapters put the protocols on top: ``providers/_eio_websocket.py`` (engine.io, under
 Flask-SocketIO) and ``providers/primus.py``.
 """
-from .handover import Done, can_hand_over, handshake, slim_environ, take_over, websocket_environ
+from typing import Any, Dict, Optional, Tuple
+
+from .handover import (Done, can_hand_over, handshake, server_socket, slim_environ, take_over,
+                       websocket_environ)
 from .hub import Hub, get_hub
 from .websocket import Message, WebSocket
 from .workers import PooledTask, Workers
@@ -22,13 +25,15 @@ __all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'can_
            'get_hub', 'handshake', 'slim_environ', 'take_over', 'websocket_environ', 'accept']
 
 
-def accept(environ, handler, *, max_message_size, max_backlog, owner=None, compression=False):
+def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[int],
+           max_backlog: int, owner: Any = None,
+           compression: bool = False) -> Optional[Tuple[WebSocket, str]]:
     """Handshake and hand over the WebSocket of ``environ``: ``(ws, mode)``, with ``ws`` not
     started yet (the caller sets up its adapter, then calls ``ws.start()``), or None when this
     server's sockets cannot be handed over. Raises when the handshake fails."""
     if not can_hand_over(environ):
         return None
-    raw = environ.get('werkzeug.socket') or environ.get('gunicorn.socket')
+    raw = server_socket(environ)
     proto, mode = handshake(websocket_environ(environ, compression))
     sock = take_over(raw)
     slim_environ(environ)

@@ -92,6 +92,9 @@ class Hub:
 
     # -- any thread ----------------------------------------------------------------------------
     def start(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():  # every accept asks: no lock for that
+            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, daemon=True,
@@ -119,9 +122,6 @@ class Hub:
         if wake:
             self._wake()
         return timer
-
-    def in_hub(self) -> bool:
-        return threading.current_thread() is self._thread
 
     def _wake(self) -> None:
         try:
