@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
+from ._waits import blocking
 from .channels import Publishers, deliveries
 from .connections import Connection, ConnectionRegistry
 from .encoding import jsonable
@@ -468,9 +469,11 @@ class Dispatcher:
                     not getattr(_local, 'worker', False):
                 self._waiting += 1
                 try:
-                    if not self._idle.wait_for(
+                    with blocking():
+                        room = self._idle.wait_for(
                             lambda: not self._pending or
-                            self._pending + count <= self.max_pending, self.filter_timeout):
+                            self._pending + count <= self.max_pending, self.filter_timeout)
+                    if not room:
                         log.warning('%d filtered deliveries still pending after %.1f s; '
                                     'dispatching one more event anyway', self._pending,
                                     self.filter_timeout)

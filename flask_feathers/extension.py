@@ -349,7 +349,8 @@ class Feathers:
         state.application.ensure_setup()
         app = app or _app_of(state)
         serving.raise_open_files_limit()
-        with serving.werkzeug_listen_queue(), serving.stop_on_sigterm(state.close):
+        with serving.werkzeug_listen_queue(), serving.pooled_werkzeug_requests(), \
+                serving.stop_on_sigterm(state.close):
             self._serve(state, app, host, port, kwargs)
 
     @staticmethod

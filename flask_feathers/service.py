@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from . import errors
+from ._waits import blocking
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,10 @@ class _Callback:
         return self._called
 
     def wait(self, timeout: Optional[float]) -> bool:
-        return self._event.wait(timeout)
+        if self._event.is_set():
+            return True
+        with blocking():  # for another thread to call back
+            return self._event.wait(timeout)
 
 
 def invoke(fn: Callable[..., Any], args: Tuple[Any, ...], timeout: Optional[float] = None,

@@ -910,3 +910,133 @@ def test_api_close_also_closes_a_client_that_was_still_being_admitted(live_serve
         assert read_close_code(result['sock']) == 1001
     finally:
         result['sock'].close()
+
+
+#: ``python server.py PORT``: api.run with a 2 s wait for a connection's first request.
+POOLED_SERVER = """
+import logging, sys
+from flask import Flask
+from flask_feathers import Feathers, MemoryService, rest, socketio
+from flask_feathers.transport import serving
+logging.basicConfig(level=logging.INFO, format='%(name)s %(levelname)s %(message)s')
+serving.REQUEST_START_TIMEOUT = 2.0
+app = Flask('pooled')
+api = Feathers(app)
+api.configure(rest())
+api.configure(socketio())
+api.use('todos', MemoryService(paginate=None))
+api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
+"""
+
+
+def read_http_response(sock: socket.socket) -> bytes:
+    """The whole of one HTTP/1.0 response (the server closes after it)."""
+    sock.settimeout(30)
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+
+
+def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(tmp_path):
+    script = tmp_path / 'server.py'
+    script.write_text(POOLED_SERVER)
+    log_path = tmp_path / 'server.log'
+    port = free_port()
+    url = f'http://127.0.0.1:{port}'
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+    socks: List[socket.socket] = []
+    try:
+        wait_until(lambda: proc.poll() is not None or
+                   requests.get(url + '/todos', timeout=5).status_code == 200
+                   if _listening(port) else False, 30, 'api.run to answer')
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        baseline = proc_threads(proc.pid)
+
+        # 400 connections that have sent nothing yet cost no thread (Werkzeug alone: one each).
+        socks = [socket.create_connection(('127.0.0.1', port), timeout=30) for _ in range(400)]
+        peak = [0]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.is_set():
+                peak[0] = max(peak[0], proc_threads(proc.pid))
+                sampling.wait(0.005)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            wait_until(lambda: _accepted(proc.pid, port) >= 400, 30,
+                       'the server to accept the 400 connections',
+                       lambda: _accepted(proc.pid, port))
+            idle_threads = proc_threads(proc.pid)
+            # Then all of them send a request at once: served by a bounded number of threads.
+            for sock in socks:
+                sock.sendall(b'GET /todos HTTP/1.0\r\nHost: x\r\n\r\n')
+            answers = [read_http_response(sock) for sock in socks]
+        finally:
+            sampling.set()
+            sampler.join(5)
+        bad = [a[:80] for a in answers if not a.startswith(b'HTTP/1.1 200')]
+        assert not bad, f'{len(bad)} of 400 requests failed: {bad[:3]}'
+        assert idle_threads <= baseline + 5, \
+            f'400 silent connections took {idle_threads - baseline} threads'
+        # 16 runnable workers, a few more when the machine stalls; Werkzeug alone starts 400.
+        assert peak[0] <= baseline + 40, \
+            f'400 requests at once peaked at {peak[0]} threads (from {baseline})'
+
+        # 150 idle keep-alive connections (a thread each, waiting outside the pool's bound) do
+        # not keep a new request waiting: unmarked, they would let one more thread start per
+        # 50 ms, 7.5 s for the 151st.
+        keep = [requests.Session() for _ in range(150)]
+        for session in keep:
+            assert session.get(url + '/todos', timeout=30).status_code == 200
+        started = time.monotonic()
+        assert requests.get(url + '/todos', timeout=30).status_code == 200
+        waited = time.monotonic() - started
+        assert waited < 5, f'a request behind 150 idle keep-alive connections waited {waited:.1f} s'
+        for session in keep:
+            session.close()
+
+        # A connection that never sends its request is closed after REQUEST_START_TIMEOUT.
+        silent = socket.create_connection(('127.0.0.1', port), timeout=30)
+        socks.append(silent)
+        assert silent.recv(1) == b'', 'the server answered a connection that sent nothing'
+        wait_until(lambda: 'sent no request within 2 s' in log_path.read_text(), 10,
+                   'the log line for the silent connection')
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_process(proc)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _accepted(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` on the server port."""
+    inodes = set()
+    for fd in os.listdir(f'/proc/{pid}/fd'):
+        try:
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+        except OSError:
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    count = 0
+    with open('/proc/net/tcp') as fh:
+        next(fh)
+        for line in fh:
+            fields = line.split()
+            if int(fields[1].split(':')[1], 16) == port and fields[3] == '01' and \
+                    fields[9] in inodes:
+                count += 1
+    return count

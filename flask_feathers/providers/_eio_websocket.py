@@ -67,6 +67,14 @@ class HubQueue(queue.Queue):
             return super().put(item, block, timeout)
         self._write(ws, item)
 
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        if not block:
+            return super().get(False)
+        # a long-poll, or the writer of a websocket upgraded from polling: waits for packets,
+        # not for the CPU (see transport.workers)
+        with transport.blocking():
+            return super().get(True, timeout)
+
     def qsize(self) -> int:
         ws = self.ws
         return super().qsize() if ws is None else ws.backlog_size()
@@ -303,6 +311,10 @@ def _stock_websocket(base: type, compression: bool) -> type:
             kwargs.setdefault('max_message_size', server.max_http_buffer_size)
             self._eio_socket = getattr(handler, '__self__', None)
             super().__init__(handler, server, **kwargs)
+
+        def wait(self) -> Any:
+            with transport.blocking():  # for the client's next message
+                return super().wait()
 
         def close(self) -> None:
             try:

@@ -7,7 +7,9 @@
 * :mod:`.websocket`: one connection: framing, direct non-blocking writes, the bounded backlog
   and the slow-reader drop, the heartbeat, closing, and the serial lane that hands its messages
   to application code in order.
-* :mod:`.workers`: the elastic pool of threads where application code runs.
+* :mod:`.workers`: the elastic pool of threads where application code runs (and, under
+  ``api.run``, every HTTP request: :mod:`.serving`); waits inside it are marked with
+  :func:`blocking`.
 * :mod:`.admission`: the connect rate and refusals, shared by both transports.
 
 Thin adapters put the protocols on top: ``providers/_eio_websocket.py`` (engine.io, under
@@ -15,14 +17,15 @@ Flask-SocketIO) and ``providers/primus.py``.
 """
 from typing import Any, Dict, Optional, Tuple
 
+from .._waits import blocking
 from .handover import (Done, can_hand_over, handshake, server_socket, slim_environ, take_over,
                        websocket_environ)
 from .hub import Hub, get_hub
 from .websocket import Message, WebSocket
 from .workers import PooledTask, Workers
 
-__all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'can_hand_over',
-           'get_hub', 'handshake', 'slim_environ', 'take_over', 'websocket_environ', 'accept']
+__all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'blocking',
+           'can_hand_over', 'get_hub', 'handshake', 'slim_environ', 'take_over', 'websocket_environ', 'accept']
 
 
 def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[int],

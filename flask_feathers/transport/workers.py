@@ -11,7 +11,8 @@ threads, instead of a thread per connection and per event that only fight over t
 (measured: 2,000 reconnecting clients started over 500 worker threads before the queue).
 
 Concurrency: ``_lock`` guards ``_idle`` (a stack, so the most recently used thread is reused
-first and the coldest ones time out), ``_queue``, ``_watching`` and ``_count``. A task for an
+first and the coldest ones time out), ``_queue``, ``_watching``, ``_count``, ``_blocked`` and
+``_progress``. A task for an
 idle worker is handed over directly (its ``task`` slot, then its ``wake`` lock is released); a
 worker takes queued tasks before it goes idle; one watcher thread exists while tasks queue.
 """
@@ -23,16 +24,19 @@ import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
+from .._waits import _current
+
 log = logging.getLogger(__name__)
 
 #: Seconds an idle worker waits for work before its thread ends.
 DEFAULT_IDLE_TIMEOUT = 2.0
-#: Threads started at once for new work before tasks queue for a free one.
+#: Runnable threads (busy, not in :func:`blocking` (``flask_feathers._waits``)) before tasks queue for a free one.
 DEFAULT_SOFT_MAX = 16
-#: Seconds a queued task waits before another thread starts for it anyway.
+#: Seconds the queue may make no progress before the watcher starts one more thread.
 DEFAULT_GRACE = 0.05
 
 Task = Tuple[Callable[..., Any], Tuple[Any, ...]]
+
 
 
 class _Worker:
@@ -47,11 +51,12 @@ class _Worker:
 class Workers:
     """``submit(fn, *args)`` runs ``fn(*args)`` on a pooled thread; exceptions are logged.
 
-    Up to ``soft_max`` threads start at once as work comes in. Past that a task waits in a queue
-    for the next free thread, unless it waited ``grace`` seconds: then another thread starts for
-    it. Thousands of short tasks at once (a reconnect storm) so run on a few threads instead of
-    starting one each, where they only fight over the GIL; a task that blocks (a slow hook, a
-    call waiting for another task) still never waits for long.
+    Up to ``soft_max`` runnable threads start as work comes in. Past that a task waits in a
+    queue for the next free thread; threads in :func:`blocking` (``flask_feathers._waits``) do not count, and when the queue
+    made no progress for ``grace`` seconds another thread starts (one per ``grace``). Thousands
+    of short tasks at once (a reconnect storm) so run on a few threads instead of starting one
+    each, where they only fight over the GIL; a task that blocks (a slow hook, a call waiting for
+    another task) still never waits for long.
     """
 
     def __init__(self, name: str = 'flask-feathers-worker',
@@ -66,6 +71,10 @@ class Workers:
         self._queue: Deque[Tuple[float, Task]] = collections.deque()
         self._watching = False
         self._count = 0
+        #: threads inside blocking()
+        self._blocked = 0
+        #: when a queued task last got a thread (the watcher's measure of progress)
+        self._progress = 0.0
         self._serial = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -74,7 +83,7 @@ class Workers:
         with self._lock:
             worker = self._idle.pop() if self._idle else None
             if worker is None:
-                if self._count < self.soft_max:
+                if self._count - self._blocked < self.soft_max:
                     self._count += 1
                     action = 'start'
                 else:
@@ -111,18 +120,36 @@ class Workers:
                 if task is not None:
                     self._execute(task)
 
+    def _block(self) -> None:
+        task = None
+        with self._lock:
+            self._blocked += 1
+            if self._queue and self._count - self._blocked < self.soft_max:
+                task = self._queue.popleft()[1]
+                self._count += 1
+                self._progress = time.monotonic()
+        if task is not None:
+            self._spawn(task, self._run, None)
+
+    def _unblock(self) -> None:
+        with self._lock:
+            self._blocked -= 1
+
     def _watch(self, _: _Worker) -> None:
-        """While tasks wait: start a thread for one that waited ``grace`` seconds."""
+        """While tasks wait: start one more thread whenever the queue made no progress (no task
+        got a thread) for ``grace`` seconds: the busy threads are stuck in waits nobody marked."""
         while True:
             with self._lock:
                 if not self._queue:
                     self._watching = False
                     return
-                waited = time.monotonic() - self._queue[0][0]
+                now = time.monotonic()
+                waited = now - max(self._queue[0][0], self._progress)
                 start = waited >= self.grace
                 if start:
                     task = self._queue.popleft()[1]
                     self._count += 1
+                    self._progress = now
             if start:
                 self._spawn(task, self._run, None)
             else:
@@ -142,6 +169,7 @@ class Workers:
             log.exception('task %r raised', fn)
 
     def _run(self, worker: _Worker) -> None:
+        _current.pool = self
         task, worker.task = worker.task, None
         while True:
             self._execute(task)  # type: ignore[arg-type]
@@ -149,6 +177,7 @@ class Workers:
             with self._lock:
                 if self._queue:
                     task = self._queue.popleft()[1]
+                    self._progress = time.monotonic()
                     continue
                 self._idle.append(worker)
             if not worker.wake.acquire(timeout=self.idle_timeout):
