@@ -1040,3 +1040,27 @@ def _accepted(pid: int, port: int) -> int:
                     fields[9] in inodes:
                 count += 1
     return count
+
+
+def test_a_handed_over_primus_socket_gets_no_http_response_after_it(live_server, caplog):
+    # Flask turns a view's Response into app.response_class; the view's "handed over" answer
+    # must survive that (also for an app's own response class), or Werkzeug writes a 200 after
+    # the WebSocket left, logs it and reads the socket once more, for every Primus client.
+    class AppResponse(Flask.response_class):
+        pass
+    app = Flask('handed-over')
+    app.response_class = AppResponse
+    api = Feathers(app)
+    api.configure(primus({'transformer': 'websockets'}))
+    server = live_server(app)
+    caplog.set_level('INFO', logger='werkzeug')
+    ws = simple_websocket.Client.connect(f'ws://127.0.0.1:{server.port}/primus')
+    try:
+        requests.get(server.url + '/primus', timeout=10)  # a plain request: 426, logged
+        wait_until(lambda: any('426' in r.getMessage() for r in caplog.records), 10,
+                   "Werkzeug's log line for the plain request")
+        primus_lines = [r.getMessage() for r in caplog.records
+                        if '/primus' in r.getMessage() and '426' not in r.getMessage()]
+        assert primus_lines == [], f'Werkzeug answered the handed-over socket: {primus_lines}'
+    finally:
+        ws.close()

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from ..connections import Connection
 from ..events import EventEmitter
@@ -358,7 +358,7 @@ class PrimusServer(EventEmitter):
         # before the first frame is read (what they write goes out at once).
         self._run_listeners('connection', spark)
         ws.start()
-        return transport.Done(mode)
+        return transport.done(mode, current_app.response_class)
 
     def _forget(self, spark: Spark, notify: bool = True) -> None:
         """The spark's connection ended: it leaves the registry and channels, then its listeners

@@ -118,3 +118,18 @@ class Done(Response):
         if self.mode == 'gunicorn':
             raise StopIteration()
         return []
+
+
+_done_classes: Dict[type, type] = {}
+
+
+def done(mode: str, response_class: type = Response) -> Done:
+    """A :class:`Done` that is also an instance of the app's ``response_class``: Flask turns any
+    other Response into its own class, which would lose ``Done.__call__`` and so write an HTTP
+    response (and a log line) after the WebSocket left."""
+    cls = _done_classes.get(response_class)
+    if cls is None:
+        cls = response_class if issubclass(response_class, Done) else \
+            type('Done', (Done, response_class), {})
+        _done_classes[response_class] = cls
+    return cls(mode)
