@@ -1064,3 +1064,25 @@ def test_a_handed_over_primus_socket_gets_no_http_response_after_it(live_server,
         assert primus_lines == [], f'Werkzeug answered the handed-over socket: {primus_lines}'
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize('path', ['/primus', SIO_PATH])
+@pytest.mark.parametrize('bad', ['Sec-WebSocket-Key: abc', 'Sec-WebSocket-Version: 8'])
+def test_an_invalid_upgrade_is_answered_400_on_both_transports(live_server, path, bad):
+    app = Flask('bad-upgrade')
+    api = Feathers(app)
+    api.configure(socketio())
+    api.configure(primus({'transformer': 'websockets'}))
+    server = live_server(app)
+    headers = {'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13'}
+    name, value = bad.split(': ')
+    headers[name] = value
+    sock = socket.create_connection(('127.0.0.1', server.port), timeout=10)
+    try:
+        sock.sendall((f'GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
+                      'Connection: Upgrade\r\n' +
+                      ''.join(f'{k}: {v}\r\n' for k, v in headers.items()) + '\r\n').encode())
+        status = read_http_response(sock).split(b'\r\n', 1)[0]
+    finally:
+        sock.close()
+    assert status.startswith(b'HTTP/1.1 400'), status
