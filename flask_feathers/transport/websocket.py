@@ -71,7 +71,7 @@ class WebSocket:
 
     __slots__ = ('sock', 'fd', 'proto', 'handler', 'hub', 'owner', 'max_message_size',
                  'max_backlog', 'lock', 'state', 'backlog', 'watching', 'parts', 'size',
-                 'last_seen', 'finished', 'lane', 'lane_busy', 'timer', 'close_timer',
+                 'last_seen', 'lane', 'lane_busy', 'timer', 'close_timer',
                  'compressed', 'ping_sent', 'released', 'dropped', 'paused', 'interest', 'inbound', 'peer_closed',
                  '__weakref__')
 
@@ -92,7 +92,6 @@ class WebSocket:
         self.parts: List[Any] = []
         self.size = 0
         self.last_seen = time.monotonic()
-        self.finished = threading.Event()
         self.lane: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]] = None
         self.lane_busy = False
         self.timer: Optional[Timer] = None
@@ -283,7 +282,6 @@ class WebSocket:
             self.handler.on_close(self)
         finally:
             self.handler = _Gone
-            self.finished.set()
 
     # -- reading (hub thread) ----------------------------------------------------------------------
     def on_readable(self) -> None:
