@@ -84,6 +84,10 @@ NotImplemented = _make('NotImplemented', 501, 'not-implemented')  # noqa: A001 (
 BadGateway = _make('BadGateway', 502, 'bad-gateway')
 Unavailable = _make('Unavailable', 503, 'unavailable')
 
+#: Not in Feathers' table (its REST servers answer an oversized body with a plain 413): what the
+#: REST provider answers a request body over its limit with, in the Feathers error shape.
+PayloadTooLarge = _make('PayloadTooLarge', 413, 'payload-too-large')
+
 #: Every class of the Feathers error table, in code order.
 ERROR_CLASSES = (BadRequest, NotAuthenticated, PaymentError, Forbidden, NotFound, MethodNotAllowed,
                  NotAcceptable, Timeout, Conflict, Gone, LengthRequired, Unprocessable,

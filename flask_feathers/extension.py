@@ -43,6 +43,11 @@ FEATHERS_MESSAGE_QUEUE_WRITE_ONLY = 'FEATHERS_MESSAGE_QUEUE_WRITE_ONLY'
 #: Socket connections admitted per client address, e.g. ``'20/10s'`` (units s, m, h), counted
 #: over both socket transports; more are refused with TooManyRequests. None: no limit.
 FEATHERS_CONNECT_RATE = 'FEATHERS_CONNECT_RATE'
+#: Bytes a REST request body may have (Flask's ``MAX_CONTENT_LENGTH`` wins when the app sets it);
+#: a longer one is answered 413 before it is read.
+FEATHERS_MAX_BODY = 'FEATHERS_MAX_BODY'
+#: 1 MiB, the size bound of one socket message.
+DEFAULT_MAX_BODY = 1024 * 1024
 
 #: Every configuration key with its default.
 DEFAULTS: Dict[str, Any] = {
@@ -55,6 +60,7 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_MESSAGE_QUEUE_CHANNEL: 'flask-feathers',
     FEATHERS_MESSAGE_QUEUE_WRITE_ONLY: False,
     FEATHERS_CONNECT_RATE: None,
+    FEATHERS_MAX_BODY: DEFAULT_MAX_BODY,
 }
 
 Provider = Any  # an object with ``attach(api, state)``
@@ -80,6 +86,9 @@ class FeathersState:
                                      publishers=application.publishers)
         #: named channels of this app's connections (Feathers 5's model)
         self.channels = Channels(self.connections)
+        self.max_body = int(config[FEATHERS_MAX_BODY])
+        if self.max_body < 0:
+            raise ValueError(f'FEATHERS_MAX_BODY must be 0 or more bytes, got {self.max_body}')
         #: the message queue URL shared with other processes, or None
         self.message_queue: Optional[str] = config[FEATHERS_MESSAGE_QUEUE] or None
         self.message_queue_channel: str = config[FEATHERS_MESSAGE_QUEUE_CHANNEL]
@@ -365,6 +374,10 @@ class Feathers:
                 kwargs['allow_unsafe_werkzeug'] = True
             state.io.run(app, host=host, port=port, **kwargs)
         else:
+            # Options Flask-SocketIO users pass out of habit mean nothing to Werkzeug alone.
+            kwargs.pop('allow_unsafe_werkzeug', None)
+            if not kwargs.pop('log_output', True):
+                logging.getLogger('werkzeug').setLevel(logging.WARNING)
             kwargs.setdefault('threaded', True)
             app.run(host=host, port=port, **kwargs)
 

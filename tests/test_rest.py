@@ -1,4 +1,5 @@
 """REST provider through Flask's test client and through a real Werkzeug server."""
+import io
 import json
 import logging
 
@@ -205,3 +206,94 @@ def test_dates_decimals_and_uuids_travel_as_json(app, api):
         'when': '2026-11-24T15:00:01', 'day': '2026-01-02', 'price': 1.25,
         'exact': '0.1000000000000000055511', 'key': '00000000-0000-0000-0000-000000000005',
         'tags': ['a', 'b']}
+
+
+
+def test_a_body_over_the_limit_is_413_in_the_feathers_shape_before_it_is_read(app, api,
+                                                                            live_server):
+    import socket
+    server = live_server(app)
+    before = requests.get(server.url + '/todos', timeout=30).json()
+    # The default limit is 1 MiB: a declared 2 MiB body is refused by its header; the client
+    # sends only the first 64 KiB, so the answer cannot have waited for the rest.
+    sock = socket.create_connection(('127.0.0.1', server.port), timeout=30)
+    try:
+        sock.sendall(b'POST /todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                     b'Content-Length: 2097152\r\n\r\n' + b' ' * 65536)
+        answer = b''
+        while not (b'\r\n\r\n' in answer and answer.rstrip().endswith(b'}')):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        sock.close()
+    head, _, body = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 413'), head
+    error = json.loads(body)
+    assert error['code'] == 413 and error['name'] == 'PayloadTooLarge', error
+    assert error['message'] == 'The request body is larger than 1048576 bytes'
+    assert requests.get(server.url + '/todos', timeout=30).json() == before
+
+
+@pytest.mark.parametrize('chunked', [False, True])
+def test_the_body_limit_is_a_setting_and_counts_chunked_bodies(todos, chunked):
+    from flask import Flask
+    app = Flask('limit')
+    app.config['FEATHERS_MAX_BODY'] = 100
+    api = Feathers(app)
+    api.configure(rest())
+    api.use('todos', todos)
+    client = app.test_client()
+    small = json.dumps({'text': 'x' * 50}).encode()
+    big = json.dumps({'text': 'x' * 200}).encode()
+
+    def post(body):
+        if chunked:  # no Content-Length: the server reads until the body ends
+            return client.post('/todos', input_stream=io.BytesIO(body),
+                               headers={'Content-Type': 'application/json',
+                                        'Transfer-Encoding': 'chunked'},
+                               environ_overrides={'wsgi.input_terminated': True})
+        return client.post('/todos', data=body, content_type='application/json')
+    assert post(small).status_code == 201
+    refused = post(big)
+    assert refused.status_code == 413, refused.get_data()
+    assert refused.get_json()['name'] == 'PayloadTooLarge'
+    assert refused.get_json()['message'] == 'The request body is larger than 100 bytes'
+
+
+def test_flask_max_content_length_wins_over_the_feathers_limit(todos):
+    from flask import Flask
+    app = Flask('mcl')
+    app.config['MAX_CONTENT_LENGTH'] = 10 * 1024 * 1024
+    api = Feathers(app)
+    api.configure(rest())
+    api.use('todos', todos)
+    body = json.dumps({'text': 'x' * (2 * 1024 * 1024)})
+    answer = app.test_client().post('/todos', data=body, content_type='application/json')
+    assert answer.status_code == 201  # 2 MiB: over Feathers' default, under the app's own limit
+    app.config['MAX_CONTENT_LENGTH'] = 1000
+    answer = app.test_client().post('/todos', data=body, content_type='application/json')
+    assert answer.status_code == 413 and answer.get_json()['code'] == 413
+
+
+def test_a_negative_body_limit_is_refused_at_init():
+    from flask import Flask
+    app = Flask('neg')
+    app.config['FEATHERS_MAX_BODY'] = -1
+    with pytest.raises(ValueError, match='FEATHERS_MAX_BODY'):
+        Feathers(app)
+
+
+def test_api_run_with_rest_only_takes_the_flask_socketio_options(monkeypatch):
+    from flask import Flask
+    app = Flask('rest-only')
+    api = Feathers(app)
+    api.configure(rest())
+    seen = {}
+    monkeypatch.setattr(app, 'run', lambda **kwargs: seen.update(kwargs))
+    api.run(app, host='127.0.0.1', port=5999, allow_unsafe_werkzeug=True, log_output=False,
+            debug=False, use_reloader=False)
+    assert seen == {'host': '127.0.0.1', 'port': 5999, 'debug': False, 'use_reloader': False,
+                    'threaded': True}
+    assert logging.getLogger('werkzeug').level == logging.WARNING

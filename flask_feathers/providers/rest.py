@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import qs_codec
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import errors
 from ..encoding import dumps
@@ -110,15 +111,15 @@ class RestProvider:
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch'):
-            args = args + (_body(),)
+            args = args + (_body(state),)
         result = wrapped.call(method, args, params)
         if js_falsy(result):
             return Response(status=NO_CONTENT)
         return json_response(result, SUCCESS_STATUS.get(method, DEFAULT_SUCCESS_STATUS))
 
 
-def _body() -> Any:
-    raw = request.get_data(cache=True)
+def _body(state: FeathersState) -> Any:
+    raw = _read_body(state)
     if not raw:
         return {}
     if request.mimetype == 'application/x-www-form-urlencoded':
@@ -127,6 +128,43 @@ def _body() -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise errors.BadRequest(f'Invalid JSON in the request body: {exc}') from None
+
+
+def _read_body(state: FeathersState) -> bytes:
+    """The request body, refused with 413 past the limit: by its Content-Length before anything
+    is read, a chunked one as soon as it passes the limit."""
+    limit = current_app.config.get('MAX_CONTENT_LENGTH')
+    if limit is None:
+        limit = state.max_body
+    length = request.content_length
+    if length is not None and length > limit:
+        _too_large(length, limit)
+    if getattr(request, '_cached_data', None) is not None:  # the app read it already
+        return request.get_data(cache=True)
+    chunks = []
+    size = 0
+    try:
+        stream = request.stream
+        while True:
+            chunk = stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                _too_large(None, limit)
+    except RequestEntityTooLarge:  # Flask's own MAX_CONTENT_LENGTH check
+        _too_large(length, limit)
+    raw = b''.join(chunks)
+    request._cached_data = raw  # type: ignore[attr-defined]  # request.get_data() sees it
+    return raw
+
+
+def _too_large(length: Optional[int], limit: int) -> None:
+    log.info('REST body of %s refused on %s %s (limit %d bytes)',
+             f'{length} bytes' if length is not None else 'more than the limit', request.method,
+             request.path, limit)
+    raise errors.PayloadTooLarge(f'The request body is larger than {limit} bytes')
 
 
 def json_response(value: Any, status: int) -> Response:
