@@ -31,8 +31,8 @@ class Connection:
         client is gone.
     """
 
-    __slots__ = ('id', 'provider', 'params', 'send', 'connected', 'lane', 'lock', 'order', 'extra',
-                 '__weakref__')
+    __slots__ = ('id', 'provider', 'params', 'send', 'connected', 'lane', 'busy', 'lock', 'order',
+                 'extra', '__weakref__')
 
     def __init__(self, id: str, provider: str, params: Dict[str, Any], send: Send) -> None:
         self.id = id
@@ -42,6 +42,8 @@ class Connection:
         self.connected = True
         #: pending deliveries, in the order their events were dispatched (see dispatch.py)
         self.lane: Deque[Any] = collections.deque()
+        #: a dispatcher loop has this connection's lane (queued or working on it)
+        self.busy = False
         #: guards ``lane`` and makes deliveries to this client happen one at a time, in order
         self.lock = threading.Lock()
         self.order = next(_counter)

@@ -187,6 +187,18 @@ def hub_websocket(eio_socket: Any) -> Optional[WebSocket]:
     return getattr(pending, 'ws', None)
 
 
+def event_message(server: Any, namespace: str, event: str, data: Any) -> Optional[Message]:
+    """One Socket.IO event as a websocket :class:`Message` (the way ``emit`` builds the packet:
+    a tuple is spread over several arguments, None is no argument), or None when it has binary
+    parts (several engine.io packets)."""
+    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+    encoded = server.packet_class(socketio_packet.EVENT, namespace=namespace,
+                                  data=[event] + args).encode()
+    if isinstance(encoded, list):
+        return None
+    return Message(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode())
+
+
 def send_to_many(server: Any, namespace: str, event: str, data: Any,
                  targets: Sequence[Tuple[str, Any]]) -> List[str]:
     """Send one Socket.IO event to many clients, framed once: ``targets`` are ``(sid, engine.io
@@ -197,12 +209,9 @@ def send_to_many(server: Any, namespace: str, event: str, data: Any,
     The packet is built the way python-socketio's ``emit`` builds it: a tuple is spread over
     several arguments, None is no argument.
     """
-    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-    encoded = server.packet_class(socketio_packet.EVENT, namespace=namespace,
-                                  data=[event] + args).encode()
-    if isinstance(encoded, list):  # binary attachments: several engine.io packets
+    message = event_message(server, namespace, event, data)
+    if message is None:  # binary attachments: several engine.io packets
         return [sid for sid, _ in targets]
-    message = Message(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode())
     rest = []
     for sid, eio_socket in targets:
         ws = hub_websocket(eio_socket)

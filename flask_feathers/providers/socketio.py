@@ -12,7 +12,7 @@ import inspect
 import logging
 import re
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import flask
 from flask_socketio import ConnectionRefusedError, SocketIO
@@ -22,7 +22,7 @@ from .. import errors
 from ..connections import Connection
 from ..extension import FeathersState
 from ..service import invoke
-from ..transport import admission
+from ..transport import Message, admission
 from . import _eio_websocket, _realtime
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,35 @@ class SocketIOProvider:
             if sids:
                 server.emit(event, data, to=sids, namespace=NAMESPACE, ignore_queue=True)
 
-        state.dispatcher.add_transport(PROVIDER, broadcast)
+        def write(conn: Connection, items: List[Tuple[str, Any, Optional[Dict[str, Any]]]]
+                  ) -> None:
+            # What a filter worker delivers to one client at once: one write on its websocket.
+            if not (is_ready(conn) and keeps_up(conn)):
+                return
+            eio_socket = conn.extra['eio_socket']
+            ws = _eio_websocket.hub_websocket(eio_socket) if eio_socket is not None else None
+            if ws is None:
+                for name, data, _ in items:
+                    send(conn.id, name, data)
+                return
+            messages: List[Message] = []
+            for name, data, shared in items:
+                message = shared.get(PROVIDER) if shared is not None else None
+                if message is None:
+                    message = _eio_websocket.event_message(server, NAMESPACE, name, data)
+                    if message is None:  # binary parts: engine.io's own way, in order
+                        if messages:
+                            ws.send_messages(messages)
+                            messages = []
+                        send(conn.id, name, data)
+                        continue
+                    if shared is not None:
+                        shared[PROVIDER] = message
+                messages.append(message)
+            if messages:
+                ws.send_messages(messages)
+
+        state.dispatcher.add_transport(PROVIDER, broadcast, write)
 
         def on_connect(auth: Any = None) -> Any:
             sid = flask.request.sid

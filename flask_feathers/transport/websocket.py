@@ -28,7 +28,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple, Union
 
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message as WsMessage, Ping, TextMessage, BytesMessage
@@ -150,6 +150,24 @@ class WebSocket:
             if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
                 return False
             return self._write(message.wire, False)
+
+    def send_messages(self, messages: Sequence[Message]) -> bool:
+        """Send several :class:`Message` in order, with one system call when the socket takes
+        them (each still counts against the backlog bound when they have to wait)."""
+        if self.compressed or len(messages) == 1:
+            ok = True
+            for message in messages:
+                ok = self.send_message(message) and ok
+            return ok
+        with self.lock:
+            if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
+                return False
+            if self.backlog:
+                for message in messages:
+                    if not self._write(message.wire, False):
+                        return False
+                return True
+            return self._write(b''.join([m.wire for m in messages]), False)
 
     def backlog_size(self) -> int:
         backlog = self.backlog
