@@ -421,11 +421,13 @@ class Dispatcher:
         one)."""
         with loop.out_lock:
             out = loop.out
-            if not out:
-                return
-            items = list(out)
-            out.clear()
-            if not conn.connected:
+            items = []
+            while True:  # the loop appends without the lock: take exactly what is there
+                try:
+                    items.append(out.popleft())
+                except IndexError:
+                    break
+            if not items or not conn.connected:
                 return
             write = self._writers.get(conn.provider)
             try:

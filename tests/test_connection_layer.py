@@ -1086,3 +1086,71 @@ def test_an_invalid_upgrade_is_answered_400_on_both_transports(live_server, path
     finally:
         sock.close()
     assert status.startswith(b'HTTP/1.1 400'), status
+
+
+#: ``python server.py PORT``: api.run with a route that answers what Flask sees of a request,
+#: for WebSocket upgrades (served without Werkzeug's handler) and plain GETs (served by it).
+ECHO_SERVER = """
+import sys
+from flask import Flask, jsonify, request
+from flask_feathers import Feathers, primus, socketio
+app = Flask('echo')
+api = Feathers(app)
+api.configure(socketio())
+api.configure(primus({'transformer': 'websockets'}))
+
+def echo(rest):
+    seen = {'path': request.path, 'full_path': request.full_path, 'args': request.args.to_dict(),
+            'url': request.url, 'host': request.host, 'remote_addr': request.remote_addr,
+            'scheme': request.scheme, 'x_test': request.headers.get('X-Test'),
+            'multi': request.headers.get('X-Multi'), 'method': request.method,
+            'protocol': request.environ['SERVER_PROTOCOL'], 'rest': rest,
+            'software': request.environ['SERVER_SOFTWARE']}
+    return jsonify(seen), 403
+app.add_url_rule('/echo/<path:rest>', 'echo_ws', echo, websocket=True)
+app.add_url_rule('/echo/<path:rest>', 'echo', echo)
+api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
+"""
+
+
+def test_an_upgrade_served_without_werkzeugs_handler_looks_the_same_to_the_app(tmp_path):
+    script = tmp_path / 'server.py'
+    script.write_text(ECHO_SERVER)
+    log_path = tmp_path / 'server.log'
+    port = free_port()
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: proc.poll() is not None or _listening(port), 30, 'api.run to listen')
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        target = '/echo/caf%C3%A9/x%20y?q=%20z&u=%E2%9C%93&q2=a+b'
+
+        def ask(upgrade: bool) -> Dict[str, Any]:
+            sock = socket.create_connection(('127.0.0.1', port), timeout=30)
+            try:
+                extra = ('Upgrade: websocket\r\nConnection: Upgrade\r\n'
+                         'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                         'Sec-WebSocket-Version: 13\r\n') if upgrade else ''
+                sock.sendall((f'GET {target} HTTP/1.1\r\nHost: example.test:8080\r\n'
+                              f'X-Test: caf\xe9\r\nX-Multi: a\r\nX-Multi: b\r\n{extra}'
+                              'Connection: close\r\n\r\n' if not upgrade else
+                              f'GET {target} HTTP/1.1\r\nHost: example.test:8080\r\n'
+                              f'X-Test: caf\xe9\r\nX-Multi: a\r\nX-Multi: b\r\n{extra}\r\n'
+                              ).encode('latin-1'))
+                answer = read_http_response(sock)
+            finally:
+                sock.close()
+            head, _, body = answer.partition(b'\r\n\r\n')
+            assert head.split(b'\r\n')[0] == b'HTTP/1.1 403 FORBIDDEN', head
+            return json.loads(body)
+
+        plain, upgraded = ask(False), ask(True)
+        # who served each: Werkzeug's handler, and the connection layer's upgrade path
+        assert plain.pop('software').startswith('Werkzeug'), plain
+        assert upgraded.pop('software') == 'flask-feathers', upgraded
+        assert plain['path'] == '/echo/café/x y'
+        assert plain['args'] == {'q': ' z', 'u': '✓', 'q2': 'a b'}
+        assert upgraded == plain
+    finally:
+        stop_process(proc)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import logging
 import signal
+import socket
+import sys
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+from urllib.parse import unquote, urlsplit
 
 from .._waits import blocking
 
@@ -119,7 +123,8 @@ def pooled_werkzeug_requests() -> Iterator[None]:
 
     The hub watches each accepted connection until its request arrives (a connection that sends
     nothing costs no thread, and is closed after :data:`REQUEST_START_TIMEOUT`); the request then
-    runs on :class:`Workers`, whose runnable threads are bounded. Idle keep-alive connections
+    runs on :class:`Workers`, whose runnable threads are bounded (a WebSocket upgrade through
+    :func:`serve_upgrade`, anything else through Werkzeug's own request handler). Idle keep-alive connections
     and engine.io long-polls wait inside :func:`blocking`, so they never hold the pool up.
     Measured in a reconnect storm of 2,000 clients: a thread per connection made 1,600 threads
     fight over the GIL (70% of the CPU in the kernel), and the last client was back after 7.7 s.
@@ -130,10 +135,11 @@ def pooled_werkzeug_requests() -> Iterator[None]:
 
     def process_request(server: Any, request: Any, client_address: Any) -> None:
         def serve() -> None:
-            server.process_request_thread(request, client_address)
+            if not serve_upgrade(server, request, client_address):
+                server.process_request_thread(request, client_address)
         hub = get_hub()
         if server.ssl_context is not None:  # a TLS socket may hold decrypted bytes already
-            hub.workers.submit(serve)
+            hub.workers.submit(server.process_request_thread, request, client_address)
         else:
             hub.call_soon(_FirstRequest(request, hub, serve).watch)
 
@@ -162,3 +168,116 @@ def pooled_werkzeug_requests() -> Iterator[None]:
                 delattr(cls, name)
             else:
                 setattr(cls, name, before)
+
+
+#: Bytes of a request head :func:`serve_upgrade` looks at (a WebSocket upgrade is a few hundred).
+UPGRADE_HEAD_MAX = 8192
+_STATUS_LINE = 'HTTP/1.1 {}\r\n'
+
+
+def serve_upgrade(server: Any, sock: Any, client_address: Any) -> bool:
+    """Serve a WebSocket upgrade request without Werkzeug's request handler; False (nothing read)
+    for any other request, which Werkzeug then serves as usual.
+
+    Werkzeug's handler parses the head with ``email.parser``, builds its buffered files, writes
+    its answer through them and logs it: about a fifth of a reconnect storm's CPU for a request
+    whose socket is handed over a moment later. The environ built here has what Werkzeug's
+    ``make_environ`` puts in one (same keys, same decoding), so the app, Flask routing and
+    engine.io see no difference; a refusal (400, 401, 403, 426, 429, ...) is written as a plain
+    HTTP/1.1 answer and the connection closed.
+    """
+    if type(sock) is not socket.socket:
+        return False
+    try:
+        head = sock.recv(UPGRADE_HEAD_MAX, socket.MSG_PEEK)
+    except OSError:
+        return False
+    end = head.find(b'\r\n\r\n')
+    if end < 0 or not head.startswith(b'GET '):
+        return False
+    lines = head[:end].decode('latin-1').split('\r\n')
+    parts = lines[0].split(' ')
+    if len(parts) != 3 or not parts[2].startswith('HTTP/1.'):
+        return False
+    headers: Dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(':')
+        if not sep or not name or name != name.strip() or '_' in name:
+            return False  # unusual: leave it to Werkzeug
+        key = name.upper().replace('-', '_')
+        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH', 'TRANSFER_ENCODING'):
+            return False  # an upgrade has no body
+        key = 'HTTP_' + key
+        value = value.strip()
+        headers[key] = f'{headers[key]},{value}' if key in headers else value
+    if headers.get('HTTP_UPGRADE', '').lower() != 'websocket':
+        return False
+    target = parts[1]
+    url = urlsplit(target)
+    if url.scheme or url.netloc or not target.startswith('/'):
+        return False
+    try:
+        sock.recv(end + 4)  # the head, which is all there is so far
+    except OSError:
+        return True
+    address = client_address[0] if isinstance(client_address, tuple) else client_address
+    environ: Dict[str, Any] = {
+        'wsgi.version': (1, 0), 'wsgi.url_scheme': 'http', 'wsgi.input': io.BytesIO(),
+        'wsgi.errors': sys.stderr, 'wsgi.multithread': server.multithread,
+        'wsgi.multiprocess': server.multiprocess, 'wsgi.run_once': False,
+        'werkzeug.socket': sock, 'SERVER_SOFTWARE': 'flask-feathers', 'REQUEST_METHOD': 'GET',
+        'SCRIPT_NAME': '', 'PATH_INFO': _wsgi_str(unquote(url.path)),
+        'QUERY_STRING': _wsgi_str(url.query), 'REQUEST_URI': _wsgi_str(target),
+        'RAW_URI': _wsgi_str(target), 'REMOTE_ADDR': address,
+        'REMOTE_PORT': client_address[1] if isinstance(client_address, tuple) else 0,
+        'SERVER_NAME': server.server_address[0], 'SERVER_PORT': str(server.server_address[1]),
+        'SERVER_PROTOCOL': parts[2],
+    }
+    environ.update(headers)
+    answer: List[Any] = []
+
+    def start_response(status: str, response_headers: List[Tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        answer[:] = [status, response_headers]
+        return lambda data: None  # the write() callable of old apps: not used by ours
+    try:
+        try:
+            body = server.app(environ, start_response)
+            try:
+                chunks = [bytes(chunk) for chunk in body]
+            finally:
+                close = getattr(body, 'close', None)
+                if close is not None:
+                    close()
+        except (ConnectionError, StopIteration):
+            return True  # handed over, or engine.io's own websocket ended
+        except Exception:
+            log.exception('error on a WebSocket upgrade request for %s', environ['PATH_INFO'])
+            answer[:] = ['500 INTERNAL SERVER ERROR', [('Content-Type', 'text/plain')]]
+            chunks = [b'Internal Server Error']
+        if answer:
+            status, response_headers = answer
+            lines_out = [_STATUS_LINE.format(status)]
+            for name, value in response_headers:
+                if name.lower() not in ('connection', 'transfer-encoding'):
+                    lines_out.append(f'{name}: {value}\r\n')
+            if not any(name.lower() == 'content-length' for name, _ in response_headers):
+                lines_out.append(f'Content-Length: {sum(len(c) for c in chunks)}\r\n')
+            lines_out.append('Connection: close\r\n\r\n')
+            try:
+                sock.sendall(''.join(lines_out).encode('latin-1') + b''.join(chunks))
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            log.info('%s "GET %s" %s', address, target, status.split(' ', 1)[0])
+        return True
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def _wsgi_str(value: str) -> str:
+    """A WSGI environ string: the UTF-8 bytes of ``value`` as Latin-1 (Werkzeug does the same)."""
+    return value.encode('utf-8').decode('latin-1')
