@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from flask import Flask, current_app, has_app_context
 
@@ -18,7 +18,7 @@ from .encoding import jsonable
 from .dispatch import (DEFAULT_FILTER_TIMEOUT, DEFAULT_FILTER_WORKERS, DEFAULT_MAX_PENDING,
                        Dispatcher)
 from .fanout import LocalFanout
-from .registry import Application, WrappedService
+from .registry import Application, WrappedService, strip_path
 from .service import DEFAULT_CALLBACK_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,9 @@ class Feathers:
         # Weak: an app that is gone takes its state with it (app.extensions holds the state).
         self._state_refs: List['weakref.ref[FeathersState]'] = []
         self._app_publishers: List[tuple] = []
+        self._app_hooks: List[tuple] = []
+        #: (path, spec, kinds) of service hooks on services registered for every app
+        self._service_hooks: List[tuple] = []
         self._connection_listeners: List[tuple] = []
         # Services registered before init_app live here; the first app adopts it.
         self._pending = self._new_application()
@@ -214,6 +217,12 @@ class Feathers:
                 application.use(path, service)
             for event, fn in self._app_publishers:
                 application.publish(event, fn)
+            for spec, kinds in self._app_hooks:
+                application.hook_store.register(spec, **kinds)
+            for path, spec, kinds in self._service_hooks:
+                wrapped = application.lookup(path)
+                if wrapped is not None:
+                    wrapped._hooks.register(spec, **kinds)
         application.callback_timeout = float(app.config[FEATHERS_CALLBACK_TIMEOUT])
         debug = app.config[FEATHERS_DEBUG]
         application.debug = bool(app.debug if debug is None else debug)
@@ -286,6 +295,29 @@ class Feathers:
     def channels(self) -> List[str]:
         """Names of the current app's channels."""
         return self.state.channels.names
+
+    def _record_service_hooks(self, origin: Application, path: str,
+                              spec: Optional[Mapping[str, Any]], kinds: Dict[str, Any]) -> None:
+        """Hooks registered on the wrapper of a service that every app has: the other apps'
+        wrappers get them too, and so do the apps made later (app factories)."""
+        if path not in {strip_path(p) for p, _ in self._registrations}:
+            return
+        self._service_hooks.append((path, spec, kinds))
+        for application in self._applications():
+            wrapped = application.lookup(path)
+            if application is not origin and wrapped is not None:
+                wrapped._hooks.register(spec, **kinds)
+
+    def hooks(self, spec: Optional[Mapping[str, Any]] = None, **kinds: Any) -> 'Feathers':
+        """App hooks, around every service's own, on every app (see :mod:`flask_feathers.hooks`):
+        ``api.hooks({'before': {'all': [audit]}})`` or ``api.hooks(before={'all': audit})``."""
+        applications = self._applications()
+        if applications:
+            applications[0].hook_store.register(spec, **kinds)  # validates before recording
+            for application in applications[1:]:
+                application.hook_store.register(spec, **kinds)
+        self._app_hooks.append((spec, kinds))
+        return self
 
     def publish(self, event: Any = None, fn: Optional[Callable[..., Any]] = None) -> Any:
         """App publisher: ``api.publish(fn)`` for every event, ``api.publish('created', fn)``.

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from . import errors
 from .channels import Publishers
 from .events import Publisher, ServiceEvents
-from .service import ARGUMENTS, METHODS, invoke, member, service_methods
+from .hooks import HookContext, HookStore, run as run_hooks
+from .service import ARGUMENTS, METHOD_EVENTS, METHODS, invoke, member, service_methods
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class WrappedService(ServiceEvents):
         self.service = service
         self.methods = methods
         self._app = app
+        self._hooks = HookStore(f'service {path!r}', lambda: self.methods.keys())
+        #: method -> (app hooks version, service hooks version, levels)
+        self._chains: Dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f'<WrappedService {self.path!r} {sorted(self.methods)}>'
@@ -70,11 +74,27 @@ class WrappedService(ServiceEvents):
         """
         return self._app.publishers.register(self.path, event, fn)
 
+    def hooks(self, spec: Optional[Mapping[str, Any]] = None, **kinds: Any) -> 'WrappedService':
+        """Register hooks (see :mod:`flask_feathers.hooks`): ``svc.hooks({'before': {'all':
+        [fn]}})`` or ``svc.hooks(before={'create': fn})``; they add up, in registration order."""
+        self._hooks.register(spec, **kinds)
+        record = getattr(self._app.owner, '_record_service_hooks', None)
+        if record is not None:
+            record(self._app, self.path, spec, kinds)
+        return self
+
     def call(self, method: str, args: tuple, params: Optional[dict] = None) -> Any:
-        """Run ``method`` with positional ``args`` (without params); return or raise.
+        """Run ``method`` with positional ``args`` (without params) through its hooks; return
+        the result (what an internal caller gets) or raise.
 
         :raises errors.MethodNotAllowed: when the service lacks ``method``.
         """
+        return self.call_context(method, args, params).result
+
+    def call_context(self, method: str, args: tuple, params: Optional[dict] = None
+                     ) -> HookContext:
+        """Run ``method`` through its hooks and emit its event; the call's context (clients get
+        ``context.dispatch``, REST answers with ``context.http``)."""
         fn = self.methods.get(method)
         if fn is None:
             raise errors.MethodNotAllowed(f'Method `{method}` is not supported by this endpoint.')
@@ -83,10 +103,42 @@ class WrappedService(ServiceEvents):
         elif not isinstance(params, dict):
             raise errors.BadRequest(f'params must be a dict, got {type(params).__name__}')
         self._app.ensure_setup()
-        result = invoke(fn, (*args, params), self._app.callback_timeout,
-                        label=f'{self.path}.{method}')
-        self.emit_result(method, result)
-        return result
+        names = ARGUMENTS.get(method, ())
+        context = HookContext(self._app.owner, self, self.path, method, (*args, params),
+                              params=params, event=METHOD_EVENTS.get(method))
+        for name, value in zip(names, args):
+            setattr(context, name, value)
+        timeout, label = self._app.callback_timeout, f'{self.path}.{method}'
+
+        def run_method(ctx: HookContext) -> None:
+            call_args = tuple(getattr(ctx, name) for name in names) if names else ()
+            ctx.result = invoke(fn, (*call_args, ctx.params), timeout, label=label)
+
+        levels = self._levels(method)
+        if levels:
+            run_hooks(levels, context, run_method)
+        else:
+            run_method(context)
+        event = context.event
+        if event is not None:
+            data = context.dispatch
+            for item in (data if isinstance(data, list) else [data]):
+                try:
+                    self.emit(event, item)
+                except ValueError as exc:  # a hook named an event the service does not declare
+                    log.error('%s; no event sent', exc)
+                    break
+        return context
+
+    def _levels(self, method: str) -> List[Any]:
+        app_hooks, own = self._app.hook_store, self._hooks
+        cached = self._chains.get(method)
+        if cached is not None and cached[0] == app_hooks.version and cached[1] == own.version:
+            return cached[2]
+        levels = [level for level in (app_hooks.level(method), own.level(method))
+                  if not level.empty]
+        self._chains[method] = (app_hooks.version, own.version, levels)
+        return levels
 
     def _run(self, method: str, args: tuple, params: Optional[dict], callback: Optional[Callable]):
         if callback is None:
@@ -145,6 +197,8 @@ class Application:
         self._setup_running = False
         #: the object handed to ``service.setup(app, path)`` (the Feathers extension)
         self.owner: Any = self
+        #: app hooks: around every service's own
+        self.hook_store = HookStore('the app', lambda: METHODS)
 
     # -- registration -------------------------------------------------------------------------
     def use(self, path: str, service: Any) -> WrappedService:
@@ -203,6 +257,10 @@ class Application:
                 sink(path, event, data)
             except Exception:
                 log.exception('event sink %r failed for %r %r', sink, path, event)
+
+    def hooks(self, spec: Optional[Mapping[str, Any]] = None, **kinds: Any) -> None:
+        """App hooks, around every service's (see :mod:`flask_feathers.hooks`)."""
+        self.hook_store.register(spec, **kinds)
 
     def publish(self, event: Any = None, fn: Optional[Callable[..., Any]] = None) -> Any:
         """Feathers 5 app publisher: ``publish(fn)`` for every event or ``publish('created', fn)``.

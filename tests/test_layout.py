@@ -4,7 +4,7 @@ import sys
 
 import flask_feathers
 
-CORE = ['errors', 'service', 'events', 'registry', 'connections', 'dispatch', 'fanout',
+CORE = ['errors', 'service', 'events', 'registry', 'connections', 'dispatch', 'fanout', 'hooks',
         'channels', 'encoding', 'fanout_redis']
 IO_LIBRARIES = ['flask', 'flask_socketio', 'simple_websocket', 'redis', 'socketio', 'engineio',
                 'werkzeug', 'sqlalchemy']

@@ -124,8 +124,8 @@ def run_call(application: Application, connection: Connection, event: str,
         wrapped = application.lookup(call.path)
         if wrapped is None:
             raise errors.NotFound(f"Service '{call.path}' not found")
-        result = wrapped.call(call.method, call.args,
-                              build_params(call.query, connection))
+        result = wrapped.call_context(call.method, call.args,
+                                      build_params(call.query, connection)).dispatch
         try:
             result = jsonable(result)
         except (TypeError, ValueError, RecursionError) as exc:

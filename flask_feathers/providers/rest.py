@@ -112,10 +112,20 @@ class RestProvider:
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch'):
             args = args + (_body(state),)
-        result = wrapped.call(method, args, params)
+        context = wrapped.call_context(method, args, params)
+        result = context.dispatch
+        http = context.http
+        status = http.get('status')
         if js_falsy(result):
-            return Response(status=NO_CONTENT)
-        return json_response(result, SUCCESS_STATUS.get(method, DEFAULT_SUCCESS_STATUS))
+            response = Response(status=status or NO_CONTENT)
+        else:
+            response = json_response(result, status or SUCCESS_STATUS.get(method,
+                                                                           DEFAULT_SUCCESS_STATUS))
+        for name, value in (http.get('headers') or {}).items():
+            response.headers[name] = value
+        if http.get('location'):
+            response.headers['Location'] = http['location']
+        return response
 
 
 def _body(state: FeathersState) -> Any:
