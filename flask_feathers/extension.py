@@ -6,6 +6,7 @@ every app it is initialised on.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -83,7 +84,8 @@ class FeathersState:
                                      workers=int(config[FEATHERS_FILTER_WORKERS]),
                                      filter_timeout=float(config[FEATHERS_FILTER_TIMEOUT]),
                                      max_pending=int(config[FEATHERS_MAX_PENDING]),
-                                     publishers=application.publishers)
+                                     publishers=application.publishers,
+                                     context=self.app_context)
         #: named channels of this app's connections (Feathers 5's model)
         self.channels = Channels(self.connections)
         self.max_body = int(config[FEATHERS_MAX_BODY])
@@ -122,6 +124,12 @@ class FeathersState:
         """The Flask app this state belongs to (None once it is gone)."""
         return self._app()
 
+    def app_context(self) -> Any:
+        """The app's application context, for work outside a request (filters, Primus calls and
+        listeners); nothing once the app is gone."""
+        app = self._app()
+        return app.app_context() if app is not None else contextlib.nullcontext()
+
     def publish(self, path: str, event: str, data: Any) -> None:
         try:
             # Once per event, before the fan-out: every transport and process gets the same JSON.
@@ -146,7 +154,11 @@ class FeathersState:
             if handler is not None:
                 handler(event, data)
             return
-        self.dispatcher.dispatch(path, event, data)
+        if has_app_context():
+            self.dispatcher.dispatch(path, event, data)
+        else:  # the message queue's subscriber thread: publishers see current_app too
+            with self.app_context():
+                self.dispatcher.dispatch(path, event, data)
 
     def close(self) -> None:
         """Close this app's socket connections (close frame 1001, going away: clients reconnect

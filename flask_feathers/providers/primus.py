@@ -172,9 +172,14 @@ class Spark(EventEmitter):
 
     def on_close(self, ws: WebSocket) -> None:  # a worker, after every frame
         self._closed = True
-        self.server._forget(self)
+        with self.server.state.app_context():
+            self.server._forget(self)
 
     def _handle(self, ws: WebSocket, frame: Any) -> None:
+        with self.server.state.app_context():  # listeners see current_app, g, ...
+            self._handle_frame(frame)
+
+    def _handle_frame(self, frame: Any) -> None:
         decoded = proto.decode(frame)
         run = self.server.workers.submit
         if isinstance(decoded, proto.Ping):
@@ -208,6 +213,10 @@ class Spark(EventEmitter):
                     pass
 
     def _handle_event(self, event: Any) -> None:
+        with self.server.state.app_context():  # the service call and its hooks, like Socket.IO's
+            self._run_event(event)
+
+    def _run_event(self, event: Any) -> None:
         connection = self.connection
         name, args = event.name, list(event.args)
         if proto.is_reserved_event(name):
