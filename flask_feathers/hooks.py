@@ -30,6 +30,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import errors
+from .service import is_async, run_awaitable
 
 KINDS = ('around', 'before', 'after', 'error')
 
@@ -162,11 +163,10 @@ def _both(by_method: Dict[str, List[Hook]], method: str) -> List[Hook]:
 def _check_hook(fn: Any, kind: str, method: str, owner: str) -> None:
     if not callable(fn):
         raise TypeError(f'{kind} hook for {method!r} on {owner} is not callable: {fn!r}')
-    target = getattr(fn, '__call__', fn) if not inspect.isroutine(fn) else fn
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target):
-        raise TypeError(f'{kind} hook {getattr(fn, "__name__", fn)!r} for {method!r} on {owner} '
-                        f'is async; async hooks are not supported yet: write it as a plain '
-                        f'function')
+    if kind == 'around' and is_async(fn):
+        raise TypeError(f'around hook {getattr(fn, "__name__", fn)!r} for {method!r} on {owner} '
+                        f'is async; around hooks must be plain functions calling next() (async '
+                        f'before, after and error hooks are fine)')
 
 
 class _Level:
@@ -250,7 +250,10 @@ def _around(hooks: List[Hook], index: int, context: HookContext, inner: Callable
 
 
 def _call(hook: Hook, context: HookContext) -> None:
-    _adopt(hook(context), context, hook)
+    returned = hook(context)
+    if inspect.isawaitable(returned):  # an async def hook: run to completion on this thread
+        returned = run_awaitable(returned, f'hook {getattr(hook, "__name__", hook)!r}')
+    _adopt(returned, context, hook)
 
 
 def _adopt(returned: Any, context: HookContext, hook: Hook) -> None:

@@ -8,6 +8,7 @@ and everything else call through it.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -140,7 +141,8 @@ def invoke(fn: Callable[..., Any], args: Tuple[Any, ...], timeout: Optional[floa
     (a FeathersError as it is; a wire dict is converted; anything else is raised unchanged).
     """
     if not takes_callback(fn, len(args)):
-        return fn(*args)
+        result = fn(*args)
+        return run_awaitable(result, label) if inspect.isawaitable(result) else result
     callback = _Callback(label)
     try:
         fn(*args, callback)
@@ -166,8 +168,35 @@ def caller(fn: Callable[..., Any], n_args: int, timeout: Optional[float] = None,
     itself when it is written in return style, so a function called many times (an event filter,
     once per client) decides its style once."""
     if not takes_callback(fn, n_args):
+        if is_async(fn):
+            return lambda *args: run_awaitable(fn(*args), label)
         return fn
     return lambda *args: invoke(fn, args, timeout, label=label)
+
+
+def is_async(fn: Any) -> bool:
+    """``fn`` is an ``async def`` function (or an object whose ``__call__`` is one)."""
+    return inspect.iscoroutinefunction(fn) or \
+        inspect.iscoroutinefunction(getattr(fn, '__call__', None))
+
+
+def run_awaitable(awaitable: Any, label: str = 'service method') -> Any:
+    """Run what an ``async def`` method, hook or filter returned to completion on this worker
+    thread (its own event loop, as Flask runs an async view), and return its result."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        close = getattr(awaitable, 'close', None)
+        if close is not None:
+            close()
+        raise RuntimeError(f'{label} is async and was called from a running event loop; '
+                           f'flask_feathers runs async code on its worker threads only')
+
+    async def wait() -> Any:
+        return await awaitable
+    return asyncio.run(wait())
 
 
 def js_falsy(value: Any) -> bool:

@@ -139,10 +139,10 @@ def test_unknown_kinds_and_methods_are_refused_naming_the_key(app, api):
     with pytest.raises(TypeError, match='not callable'):
         svc.hooks(before={'all': ['nope']})
 
-    async def later(context):
+    async def later(context, next):
         pass
-    with pytest.raises(TypeError, match='async hooks are not supported yet'):
-        svc.hooks(before={'all': later})
+    with pytest.raises(TypeError, match='around hooks must be plain functions'):
+        svc.hooks(around={'all': later})
     # nothing of a refused registration was kept
     with app.app_context():
         assert api.service('todos').create({'text': 'x'})['text'] == 'x'
@@ -384,3 +384,45 @@ setTimeout(() => fail('no event'), 10000);
 """)
     assert ack == {'text': 'x', 'id': 1}
     assert seen == {'call': 'this app', 'hook': 'this app', 'filter': 'this app'}
+
+
+
+# -- async def ----------------------------------------------------------------------------------
+
+def test_async_methods_hooks_and_filters_run_to_completion(app):
+    import asyncio
+
+    api = Feathers(app)
+    api.configure(rest())
+    api.configure(socketio())
+
+    class AsyncTodos:
+        def __init__(self):
+            self.store = {}
+
+        async def create(self, data, params):
+            await asyncio.sleep(0)
+            todo = dict(data, id=len(self.store) + 1)
+            self.store[todo['id']] = todo
+            return todo
+
+        async def find(self, params):
+            return list(self.store.values())
+
+        async def created(self, data, params):
+            await asyncio.sleep(0)
+            return data if data.get('public') else None
+
+    async def stamp(context):
+        await asyncio.sleep(0)
+        context.data = dict(context.data, stamped=True)
+    api.use('todos', AsyncTodos())
+    api.service('todos').hooks(before={'create': stamp})
+    with realtime_client(api) as client:
+        answer = app.test_client().post('/todos', json={'text': 'a', 'public': True})
+        assert answer.status_code == 201
+        assert answer.get_json() == {'text': 'a', 'public': True, 'stamped': True, 'id': 1}
+        err, acked = client.call('todos', 'create', {'text': 'b'})
+        assert err is None and acked['stamped'] is True
+        assert [e['text'] for e in client.received('todos created')] == ['a']  # filter ran
+        assert len(app.test_client().get('/todos').get_json()) == 2
