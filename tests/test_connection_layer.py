@@ -1007,6 +1007,24 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
         assert silent.recv(1) == b'', 'the server answered a connection that sent nothing'
         wait_until(lambda: 'sent no request within 2 s' in log_path.read_text(), 10,
                    'the log line for the silent connection')
+
+        # Slowloris: 300 connections send half a request head and then nothing. They take no
+        # thread while a normal request is served, and are closed after REQUEST_START_TIMEOUT.
+        before = proc_threads(proc.pid)
+        slow = [socket.create_connection(('127.0.0.1', port), timeout=30) for _ in range(300)]
+        socks.extend(slow)
+        for sock in slow:
+            sock.sendall(b'GET /todos HTTP/1.1\r\nHost: x\r\nX-Slow: ')
+        assert requests.get(url + '/todos', timeout=30).status_code == 200
+        held = proc_threads(proc.pid)
+        assert held <= before + 20, f'300 unfinished request heads took {held - before} threads'
+        for sock in slow:  # closed: end of file, or a reset for the unread half head
+            try:
+                assert sock.recv(1) == b'', 'the server answered an unfinished request head'
+            except ConnectionResetError:
+                pass
+        wait_until(lambda: 'was not complete within 2 s' in log_path.read_text(), 10,
+                   'the log line for the unfinished request heads')
     finally:
         for sock in socks:
             sock.close()

@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 #: Connections the kernel may hold for ``accept`` (Werkzeug's own is 128: in a reconnect storm
 #: of thousands the rest of the SYNs are dropped and those clients retry only a second later).
 LISTEN_QUEUE = 4096
-#: Seconds an accepted connection may stay silent before its first request starts (Node's HTTP
-#: server waits 60 s for a request's headers).
+#: Seconds an accepted connection has to send its first request head, line and headers (Node's
+#: HTTP server waits 60 s for a request's headers); then it is closed.
 REQUEST_START_TIMEOUT = 60.0
+#: Bytes of a request head the hub waits for; a longer one goes to Werkzeug (which refuses it).
+REQUEST_HEAD_MAX = 65536
 
 
 def raise_open_files_limit() -> int:
@@ -81,10 +83,14 @@ def stop_on_sigterm(on_stop: Callable[[], Any]) -> Iterator[None]:
 
 
 class _FirstRequest:
-    """An accepted connection the hub watches until its first request arrives; then the request
-    is served on the worker pool (see :func:`pooled_werkzeug_requests`)."""
+    """An accepted connection the hub watches until its first request head has arrived; then the
+    request is served on the worker pool (see :func:`pooled_werkzeug_requests`). A head that
+    trickles in (slowloris) is looked at again with a growing pause (up to a second) instead of
+    taking a thread, and the connection is closed when it is not complete within
+    :data:`REQUEST_START_TIMEOUT`."""
 
-    __slots__ = ('sock', 'fd', 'paused', 'watching', 'interest', 'hub', 'serve', 'timer')
+    __slots__ = ('sock', 'fd', 'paused', 'watching', 'interest', 'hub', 'serve', 'timer',
+                 'backoff', 'seen', 'ended')
 
     def __init__(self, sock: Any, hub: Any, serve: Callable[[], Any]) -> None:
         self.sock = sock
@@ -94,22 +100,52 @@ class _FirstRequest:
         self.hub = hub
         self.serve = serve
         self.timer: Any = None
+        self.backoff = 0.02
+        #: bytes of the head seen so far
+        self.seen = 0
+        self.ended = False
 
     def watch(self) -> None:  # hub thread
         self.hub.add(self)
         self.timer = self.hub.call_later(REQUEST_START_TIMEOUT, self.give_up)
 
-    def on_readable(self) -> None:  # hub thread: the request (or the client's hang-up) is here
+    def on_readable(self) -> None:  # hub thread: (part of) the request, or the client's hang-up
+        try:
+            head = self.sock.recv(REQUEST_HEAD_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            head = b''
+        if head and b'\r\n\r\n' not in head and len(head) < REQUEST_HEAD_MAX:
+            # Still arriving: look again later rather than block a worker in its readline.
+            self.seen = len(head)
+            self.paused = True
+            self.hub.update(self)
+            self.hub.call_later(self.backoff, self.resume)
+            self.backoff = min(self.backoff * 2, 1.0)
+            return
+        self.ended = True
         self.hub.remove(self)
         self.timer.cancel()
         self.hub.workers.submit(self.serve)
+
+    def resume(self) -> None:  # hub thread
+        if not self.ended:
+            self.paused = False
+            self.hub.update(self)
 
     def on_writable(self) -> None:  # never asked for
         pass
 
     def give_up(self) -> None:  # hub thread
+        self.ended = True
         self.hub.remove(self)
-        log.info('closed a connection that sent no request within %g s', REQUEST_START_TIMEOUT)
+        if self.seen:
+            log.info('closed a connection whose request head (%d bytes so far) was not complete '
+                     'within %g s', self.seen, REQUEST_START_TIMEOUT)
+        else:
+            log.info('closed a connection that sent no request within %g s',
+                     REQUEST_START_TIMEOUT)
         try:
             self.sock.close()
         except OSError:
