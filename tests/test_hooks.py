@@ -426,3 +426,58 @@ def test_async_methods_hooks_and_filters_run_to_completion(app):
         assert err is None and acked['stamped'] is True
         assert [e['text'] for e in client.received('todos created')] == ['a']  # filter ran
         assert len(app.test_client().get('/todos').get_json()) == 2
+
+
+# -- real clients --------------------------------------------------------------------------------
+
+def test_feathers_client_5_and_primus_see_dispatch_and_hook_errors(live_server, node):
+    from flask_feathers import MemoryService, primus
+
+    app = Flask('hooks-js')
+    api = Feathers(app)
+    api.configure(socketio())
+    api.configure(primus({'transformer': 'websockets'}))
+    api.use('todos', MemoryService(paginate=None))
+
+    def refuse(context):
+        if context.data.get('refused'):
+            raise errors.Forbidden('Not this one', data={'why': 'refused'})
+    api.service('todos').hooks(before={'create': refuse}, after={'all': protect('secret')})
+    server = live_server(app)
+    out = node(f"""
+const io = require('socket.io-client');
+const {{ feathers }} = require('@feathersjs/feathers');
+const socketio = require('@feathersjs/socketio-client');
+const Primus = require('primus');
+const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emitter: require('primus-emitter') }} }});
+const within = (p, ms, what) => Promise.race([p, new Promise((_, reject) =>
+  setTimeout(() => reject(new Error('timed out waiting for ' + what)), ms))]);
+(async () => {{
+  const socket = io('{server.url}', {{ transports: ['websocket'], reconnection: false }});
+  const app = feathers().configure(socketio(socket, {{ timeout: 5000 }}));
+  const todos = app.service('todos');
+  const event = within(new Promise((resolve) => todos.once('created', resolve)), 5000, 'event');
+  out(await todos.create({{ text: 'a', secret: 's' }}));
+  out(await event);
+  try {{ await todos.create({{ refused: true }}); out('resolved!'); }} catch (err) {{
+    out({{ name: err.name, code: err.code, message: err.message, data: err.data }});
+  }}
+  socket.close();
+  const primus = new Socket('{server.url}', {{ strategy: false }});
+  await within(new Promise((resolve) => primus.on('open', resolve)), 5000, 'primus open');
+  const ack = (...args) => within(new Promise((resolve) =>
+    primus.send(...args, (error, result) => resolve([error, result]))), 5000, 'ack');
+  out(await ack('todos::create', {{ text: 'b', secret: 's' }}, {{}}));
+  out(await ack('todos::create', {{ refused: true }}, {{}}));
+  primus.end();
+  done();
+}})().catch((e) => fail(e && e.stack || e));
+""")
+    created, event, refused, primus_ok, primus_refused = out
+    assert created == {'text': 'a', 'id': created['id']} and event == created
+    assert refused == {'name': 'Forbidden', 'code': 403, 'message': 'Not this one',
+                       'data': {'why': 'refused'}}
+    assert primus_ok[0] is None and primus_ok[1] == {'text': 'b', 'id': primus_ok[1]['id']}
+    assert primus_refused[0]['name'] == 'Forbidden' and primus_refused[0]['code'] == 403
+    with app.app_context():  # the stored records keep the field; only clients miss it
+        assert all('secret' in todo for todo in api.service('todos').find())
