@@ -49,6 +49,10 @@ FEATHERS_CONNECT_RATE = 'FEATHERS_CONNECT_RATE'
 FEATHERS_MAX_BODY = 'FEATHERS_MAX_BODY'
 #: 1 MiB, the size bound of one socket message.
 DEFAULT_MAX_BODY = 1024 * 1024
+#: Seconds a connection has under ``api.run`` to send its first request line and headers (a
+#: silent or trickling one is then closed; it never holds a thread meanwhile).
+FEATHERS_REQUEST_TIMEOUT = 'FEATHERS_REQUEST_TIMEOUT'
+DEFAULT_REQUEST_TIMEOUT = 60.0
 
 #: Every configuration key with its default.
 DEFAULTS: Dict[str, Any] = {
@@ -62,6 +66,7 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_MESSAGE_QUEUE_WRITE_ONLY: False,
     FEATHERS_CONNECT_RATE: None,
     FEATHERS_MAX_BODY: DEFAULT_MAX_BODY,
+    FEATHERS_REQUEST_TIMEOUT: DEFAULT_REQUEST_TIMEOUT,
 }
 
 Provider = Any  # an object with ``attach(api, state)``
@@ -402,7 +407,8 @@ class Feathers:
         state.application.ensure_setup()
         app = app or _app_of(state)
         serving.raise_open_files_limit()
-        with serving.werkzeug_listen_queue(), serving.pooled_werkzeug_requests(), \
+        timeout = float(app.config.get(FEATHERS_REQUEST_TIMEOUT) or DEFAULT_REQUEST_TIMEOUT)
+        with serving.werkzeug_listen_queue(), serving.pooled_werkzeug_requests(timeout), \
                 serving.stop_on_sigterm(state.close):
             self._serve(state, app, host, port, kwargs)
 

@@ -912,15 +912,14 @@ def test_api_close_also_closes_a_client_that_was_still_being_admitted(live_serve
         result['sock'].close()
 
 
-#: ``python server.py PORT``: api.run with a 2 s wait for a connection's first request.
+#: ``python server.py PORT``: api.run with 2 s for a connection's first request head.
 POOLED_SERVER = """
 import logging, sys
 from flask import Flask
 from flask_feathers import Feathers, MemoryService, rest, socketio
-from flask_feathers.transport import serving
 logging.basicConfig(level=logging.INFO, format='%(name)s %(levelname)s %(message)s')
-serving.REQUEST_START_TIMEOUT = 2.0
 app = Flask('pooled')
+app.config['FEATHERS_REQUEST_TIMEOUT'] = 2
 api = Feathers(app)
 api.configure(rest())
 api.configure(socketio())
@@ -1001,7 +1000,7 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
         for session in keep:
             session.close()
 
-        # A connection that never sends its request is closed after REQUEST_START_TIMEOUT.
+        # A connection that never sends its request is closed after FEATHERS_REQUEST_TIMEOUT.
         silent = socket.create_connection(('127.0.0.1', port), timeout=30)
         socks.append(silent)
         assert silent.recv(1) == b'', 'the server answered a connection that sent nothing'
@@ -1009,7 +1008,7 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
                    'the log line for the silent connection')
 
         # Slowloris: 300 connections send half a request head and then nothing. They take no
-        # thread while a normal request is served, and are closed after REQUEST_START_TIMEOUT.
+        # thread while a normal request is served, and are closed after FEATHERS_REQUEST_TIMEOUT.
         before = proc_threads(proc.pid)
         slow = [socket.create_connection(('127.0.0.1', port), timeout=30) for _ in range(300)]
         socks.extend(slow)

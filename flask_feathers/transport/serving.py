@@ -11,7 +11,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .._waits import blocking
@@ -90,9 +90,11 @@ class _FirstRequest:
     :data:`REQUEST_START_TIMEOUT`."""
 
     __slots__ = ('sock', 'fd', 'paused', 'watching', 'interest', 'hub', 'serve', 'timer',
-                 'backoff', 'seen', 'ended')
+                 'backoff', 'seen', 'ended', 'timeout')
 
-    def __init__(self, sock: Any, hub: Any, serve: Callable[[], Any]) -> None:
+    def __init__(self, sock: Any, hub: Any, serve: Callable[[], Any],
+                 timeout: Optional[float] = None) -> None:
+        self.timeout = REQUEST_START_TIMEOUT if timeout is None else timeout
         self.sock = sock
         self.fd = sock.fileno()
         self.paused = self.watching = False
@@ -107,7 +109,7 @@ class _FirstRequest:
 
     def watch(self) -> None:  # hub thread
         self.hub.add(self)
-        self.timer = self.hub.call_later(REQUEST_START_TIMEOUT, self.give_up)
+        self.timer = self.hub.call_later(self.timeout, self.give_up)
 
     def on_readable(self) -> None:  # hub thread: (part of) the request, or the client's hang-up
         try:
@@ -142,10 +144,9 @@ class _FirstRequest:
         self.hub.remove(self)
         if self.seen:
             log.info('closed a connection whose request head (%d bytes so far) was not complete '
-                     'within %g s', self.seen, REQUEST_START_TIMEOUT)
+                     'within %g s', self.seen, self.timeout)
         else:
-            log.info('closed a connection that sent no request within %g s',
-                     REQUEST_START_TIMEOUT)
+            log.info('closed a connection that sent no request within %g s', self.timeout)
         try:
             self.sock.close()
         except OSError:
@@ -153,7 +154,7 @@ class _FirstRequest:
 
 
 @contextlib.contextmanager
-def pooled_werkzeug_requests() -> Iterator[None]:
+def pooled_werkzeug_requests(timeout: Optional[float] = None) -> Iterator[None]:
     """Werkzeug's threaded servers made meanwhile serve requests on the connection layer's worker
     pool instead of a new thread per connection.
 
@@ -177,7 +178,7 @@ def pooled_werkzeug_requests() -> Iterator[None]:
         if server.ssl_context is not None:  # a TLS socket may hold decrypted bytes already
             hub.workers.submit(server.process_request_thread, request, client_address)
         else:
-            hub.call_soon(_FirstRequest(request, hub, serve).watch)
+            hub.call_soon(_FirstRequest(request, hub, serve, timeout).watch)
 
     def handle_one_request(handler: Any) -> Any:
         if getattr(handler, '_feathers_served', False):
