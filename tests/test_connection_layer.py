@@ -500,17 +500,23 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def test_sigterm_under_api_run_closes_1000_clients_going_away_within_2s(tmp_path):
+def start_server_script(tmp_path: Any, source: str) -> tuple:
+    """Run ``source`` as ``python server.py PORT`` (from the repository root): returns
+    ``(process, port, url, log_path)``; the caller stops the process."""
     script = tmp_path / 'server.py'
-    script.write_text(SERVER)
+    script.write_text(source)
     log_path = tmp_path / 'server.log'
     port = free_port()
-    url = f'http://127.0.0.1:{port}'
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    low = min(512, hard)
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT)
+    return proc, port, f'http://127.0.0.1:{port}', log_path
+
+
+def test_sigterm_under_api_run_closes_1000_clients_going_away_within_2s(tmp_path):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(512, hard)
+    proc, port, url, log_path = start_server_script(tmp_path, SERVER)
     node = None
     try:
         wait_for_http(url, proc, log_path)
@@ -940,14 +946,7 @@ def read_http_response(sock: socket.socket) -> bytes:
 
 
 def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(tmp_path):
-    script = tmp_path / 'server.py'
-    script.write_text(POOLED_SERVER)
-    log_path = tmp_path / 'server.log'
-    port = free_port()
-    url = f'http://127.0.0.1:{port}'
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc, port, url, log_path = start_server_script(tmp_path, POOLED_SERVER)
     socks: List[socket.socket] = []
     try:
         wait_until(lambda: proc.poll() is not None or
@@ -1131,13 +1130,7 @@ api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
 
 
 def test_an_upgrade_served_without_werkzeugs_handler_looks_the_same_to_the_app(tmp_path):
-    script = tmp_path / 'server.py'
-    script.write_text(ECHO_SERVER)
-    log_path = tmp_path / 'server.log'
-    port = free_port()
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc, port, _, log_path = start_server_script(tmp_path, ECHO_SERVER)
     try:
         wait_until(lambda: proc.poll() is not None or _listening(port), 30, 'api.run to listen')
         assert proc.poll() is None, log_path.read_text()[-3000:]

@@ -115,27 +115,23 @@ class Spark(EventEmitter):
     def write_frame(self, frame: Union[str, Message]) -> None:
         """Send one encoded frame (a :class:`~flask_feathers.transport.Message` when it is the
         same for many clients); a client that stopped reading is dropped."""
-        ws = self._ws
-        if ws is None:
-            with self._lock:
-                if self._early is not None:
-                    self._early.append(frame)
-                    return
-                ws = self._ws
-        if ws is not None:
-            self._write(ws, frame)
+        self.write_frames([frame])
 
-    def write_frames(self, messages: List[Message]) -> None:
+    def write_frames(self, frames: List[Union[str, Message]]) -> None:
         """Send several frames in order, with one system call when the socket takes them."""
         ws = self._ws
         if ws is None:
             with self._lock:
                 if self._early is not None:
-                    self._early.extend(messages)
+                    self._early.extend(frames)
                     return
                 ws = self._ws
-        if ws is not None:
-            ws.send_messages(messages)
+        if ws is None:
+            return
+        if len(frames) == 1:
+            self._write(ws, frames[0])
+        else:
+            ws.send_messages([f if isinstance(f, Message) else Message(f) for f in frames])
 
     @staticmethod
     def _write(ws: WebSocket, frame: Union[str, Message]) -> None:
