@@ -31,7 +31,7 @@ from flask import Flask
 from flask_feathers import Feathers, primus, rest, socketio
 
 from . import auth, pages
-from .services import Todos, Users, todos_table
+from .services import TODO_HOOKS, Todos, Users, todos_table
 
 
 #: The official socket.io-client build the Socket.IO page loads unless configured otherwise.
@@ -112,7 +112,7 @@ def create_app(config: Optional[Dict[str, Any]] = None,
     api.init_app(app)
     # Todos are per app (each has its own database): registered on this app only, unlike the
     # module-level services, which api.use() without app= registers on every app.
-    api.use('todos', Todos(_sql_service(todos_table, url)), app=app)
+    api.use('todos', Todos(_sql_service(todos_table, url)), app=app).hooks(TODO_HOOKS)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)

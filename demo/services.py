@@ -1,9 +1,10 @@
 """The demo's services: read-only users of two companies, and todos kept per company in SQL.
 
-``Todos`` wraps a :class:`flask_feathers.SQLService` and adds what the seed's examples leave to the
-app: every call from a client (``params['provider']`` set) runs as ``params['user']`` (put there by
-the ``io.use`` / ``primus.authorize`` / ``before_request`` hooks in :mod:`demo.auth`), is limited to
-that user's company, and a new todo's ``companyId`` comes from the user, never from the client.
+``Todos`` wraps a :class:`flask_feathers.SQLService`; its hooks (:data:`TODO_HOOKS`) add what the
+seed's examples leave to the app: every call from a client (``params['provider']`` set) runs as
+``params['user']`` (put there by the ``io.use`` / ``primus.authorize`` / ``before_request``
+functions in :mod:`demo.auth`), is limited to that user's company, and a new todo's
+``companyId`` comes from the user, never from the client.
 The event filters (``created/updated/patched/removed`` and the custom ``typing`` event) send a todo
 only to connections of the same company, exactly like the seed's ``updated`` filter.
 """
@@ -75,8 +76,86 @@ def same_company(data: Dict[str, Any], params: Dict[str, Any]) -> Any:
     return data if user is not None and data.get('companyId') == user['companyId'] else False
 
 
+def require_user(context: Any) -> None:
+    """Before every todos call from a client: there must be a signed-in user."""
+    if context.params.get('provider') and context.params.get('user') is None:
+        raise errors.NotAuthenticated('Sign in first: pick a user on the demo page')
+
+
+def scope_to_company(context: Any) -> None:
+    """Before every todos call from a client: its query is narrowed to the user's company (it
+    replaces any ``companyId`` the client asked for; a client's ``$or`` is ANDed with it)."""
+    query = copy.deepcopy(context.params.get('query') or {})
+    if context.params.get('provider'):
+        query['companyId'] = context.params['user']['companyId']
+    context.params = dict(context.params, query=query)
+
+
+def sort_by_id(context: Any) -> None:
+    context.params['query'].setdefault('$sort', {'id': 1})
+
+
+def one_at_a_time(context: Any) -> None:
+    """Before patch and remove: one todo, never a multi call (``id`` None)."""
+    if context.id is None:
+        verb = 'Patch' if context.method == 'patch' else 'Remove'
+        raise errors.MethodNotAllowed(f'{verb} one todo at a time: '
+                                      f'{context.method.upper().replace("REMOVE", "DELETE")} '
+                                      f'/todos/<id>')
+
+
+def clean_todo(context: Any) -> None:
+    """Before create, update and patch: the todo's fields, checked; a new todo's ``companyId``
+    and ``author`` come from the user of a client call, never from the client."""
+    data = context.data
+    partial = context.method == 'patch'
+    if not isinstance(data, dict):
+        raise errors.BadRequest('A todo is an object like {"text": "Buy milk"}')
+    out: Dict[str, Any] = {}
+    if 'text' in data or not partial:
+        text = data.get('text')
+        if not isinstance(text, str) or not text.strip():
+            raise errors.BadRequest('A todo needs a text', errors={'text': 'required'})
+        if len(text) > MAX_TEXT:
+            raise errors.BadRequest(f'A todo text has at most {MAX_TEXT} characters',
+                                    errors={'text': 'too long'})
+        out['text'] = text.strip()
+    if 'done' in data:
+        out['done'] = data['done']
+    elif not partial:
+        out['done'] = False
+    if partial and not out:
+        raise errors.BadRequest('Nothing to change: send "text" and/or "done"')
+    if context.method == 'create':
+        if context.params.get('provider'):
+            user = context.params['user']
+            out['companyId'] = user['companyId']
+            out['author'] = user['username']
+        else:  # an internal call (a script, a cron job): trusted, says its company itself
+            if data.get('companyId') not in COMPANIES:
+                raise errors.BadRequest(f'companyId must be one of {sorted(COMPANIES)}')
+            out['companyId'] = data['companyId']
+            out['author'] = data.get('author')
+    context.data = out
+
+
+#: The todos service's hooks: authorization, company scoping and validation live here, the
+#: service only stores (see demo.create_app).
+TODO_HOOKS = {
+    'before': {
+        'all': [require_user, scope_to_company],
+        'find': [sort_by_id],
+        'create': [clean_todo],
+        'update': [clean_todo],
+        'patch': [one_at_a_time, clean_todo],
+        'remove': [one_at_a_time],
+    },
+}
+
+
 class Todos:
-    """Todos of the signed-in user's company, stored by an :class:`SQLService`.
+    """Todos, stored by an :class:`SQLService`; who may see and change which is in
+    :data:`TODO_HOOKS`.
 
     :param store: the SQLService (one per app; see :func:`demo.create_app`).
     """
@@ -90,81 +169,26 @@ class Todos:
     def setup(self, app: Any, path: str) -> None:
         self.store.setup(app, path)
 
-    # -- scoping -----------------------------------------------------------------------------------
-    @staticmethod
-    def _scoped(params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        """``params`` with the query narrowed to the user's company (client calls only)."""
-        params = dict(params or {})
-        query = copy.deepcopy(params.get('query') or {})
-        if params.get('provider'):
-            user = params.get('user')
-            if user is None:
-                raise errors.NotAuthenticated('Sign in first: pick a user on the demo page')
-            # Replaces any companyId the client asked for; a client's $or is ANDed with it.
-            query['companyId'] = user['companyId']
-        params['query'] = query
-        return params
-
-    @staticmethod
-    def _clean(data: Any, partial: bool) -> Dict[str, Any]:
-        if not isinstance(data, dict):
-            raise errors.BadRequest('A todo is an object like {"text": "Buy milk"}')
-        out: Dict[str, Any] = {}
-        if 'text' in data or not partial:
-            text = data.get('text')
-            if not isinstance(text, str) or not text.strip():
-                raise errors.BadRequest('A todo needs a text', errors={'text': 'required'})
-            if len(text) > MAX_TEXT:
-                raise errors.BadRequest(f'A todo text has at most {MAX_TEXT} characters',
-                                        errors={'text': 'too long'})
-            out['text'] = text.strip()
-        if 'done' in data:
-            out['done'] = data['done']
-        elif not partial:
-            out['done'] = False
-        if partial and not out:
-            raise errors.BadRequest('Nothing to change: send "text" and/or "done"')
-        return out
-
-    # -- Feathers methods -------------------------------------------------------------------------
+    # -- Feathers methods (params scoped by the hooks) ----------------------------------------------
     def find(self, params):
-        params = self._scoped(params)
-        params['query'].setdefault('$sort', {'id': 1})
         return self.store.find(params)
 
     def get(self, id, params):
-        return self.store.get(id, self._scoped(params))
+        return self.store.get(id, params)
 
     def create(self, data, params):
-        scoped = self._scoped(params)
-        record = self._clean(data, partial=False)
-        user = scoped.get('user')
-        if scoped.get('provider'):
-            record['companyId'] = user['companyId']  # from the server's user, never the client
-            record['author'] = user['username']
-        else:  # an internal call (a script, a cron job): trusted, says its company itself
-            if data.get('companyId') not in COMPANIES:
-                raise errors.BadRequest(f'companyId must be one of {sorted(COMPANIES)}')
-            record['companyId'] = data['companyId']
-            record['author'] = data.get('author')
-        return self.store.create(record, {'query': {}})
+        return self.store.create(data, {'query': {}})
 
     def update(self, id, data, params):
-        scoped = self._scoped(params)
-        current = self.store.get(id, scoped)
-        record = dict(self._clean(data, partial=False), companyId=current['companyId'],
-                      author=current['author'])
-        return self.store.update(id, record, scoped)
+        current = self.store.get(id, params)
+        record = dict(data, companyId=current['companyId'], author=current['author'])
+        return self.store.update(id, record, params)
 
     def patch(self, id, data, params):
-        if id is None:
-            raise errors.MethodNotAllowed('Patch one todo at a time: PATCH /todos/<id>')
-        return self.store.patch(id, self._clean(data, partial=True), self._scoped(params))
+        return self.store.patch(id, data, params)
 
     def remove(self, id, params):
-        if id is None:
-            raise errors.MethodNotAllowed('Remove one todo at a time: DELETE /todos/<id>')
-        return self.store.remove(id, self._scoped(params))
+        return self.store.remove(id, params)
 
     # -- event filters (params: the receiving connection's params) --------------------------------
     def created(self, todo, params):
