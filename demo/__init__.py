@@ -9,11 +9,14 @@ Configuration (``create_app(config)``, or ``FLASK_<KEY>`` environment variables)
 
 ``DEMO_DATABASE_URL``
     where todos live; default ``sqlite:///<instance folder>/demo.db``.
-``SOCKETIO_CLIENT_URL``
-    the socket.io-client script the Socket.IO page loads; default the official CDN.
 ``SOCKETIO_CLIENT_FILE``
-    a local ``socket.io.min.js`` (e.g. from the npm package) served at ``/socket.io-client.js``
-    and used instead of the CDN: the demo then works offline on both transports.
+    the ``socket.io.min.js`` the demo serves at ``/socket.io-client.js`` for its Socket.IO page;
+    default the copy ``scripts/demo`` installs from npm (``demo/js/node_modules``), so the demo
+    works offline on both transports. A relative path is taken from the working directory; a
+    file that does not exist stops the start with a clear error.
+``SOCKETIO_CLIENT_URL``
+    load socket.io-client from this URL instead (a CDN, for instance); the demo never does by
+    default.
 ``SECRET_KEY``
     signs the session cookie; by default a random key kept in ``<instance folder>/secret_key``,
     so sign-ins survive restarts.
@@ -34,8 +37,10 @@ from . import auth, pages
 from .services import TODO_HOOKS, Todos, Users, todos_table
 
 
-#: The official socket.io-client build the Socket.IO page loads unless configured otherwise.
-SOCKETIO_CDN_URL = 'https://cdn.socket.io/4.8.1/socket.io.min.js'
+#: The socket.io-client build scripts/demo installs from npm (demo/js/package.json).
+BUNDLED_SOCKETIO_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'js',
+                                       'node_modules', 'socket.io-client', 'dist',
+                                       'socket.io.min.js')
 
 api = Feathers()
 
@@ -109,6 +114,7 @@ def create_app(config: Optional[Dict[str, Any]] = None,
     url = app.config['DEMO_DATABASE_URL'] or \
         'sqlite:///' + os.path.join(app.instance_path, 'demo.db')
 
+    _check_socketio_client(app)
     api.init_app(app)
     # Todos are per app (each has its own database): registered on this app only, unlike the
     # module-level services, which api.use() without app= registers on every app.
@@ -118,6 +124,24 @@ def create_app(config: Optional[Dict[str, Any]] = None,
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     return app
+
+
+def _check_socketio_client(app: Flask) -> None:
+    """Resolve ``SOCKETIO_CLIENT_FILE`` (relative: from the working directory) and check it now,
+    not when a browser first asks for it."""
+    if app.config.get('SOCKETIO_CLIENT_URL'):
+        return
+    configured = app.config.get('SOCKETIO_CLIENT_FILE')
+    path = os.path.abspath(configured) if configured else BUNDLED_SOCKETIO_CLIENT
+    if not os.path.isfile(path):
+        if configured:
+            raise RuntimeError(f'SOCKETIO_CLIENT_FILE {configured!r} is not a file (resolved to '
+                               f'{path}); point it at socket.io.min.js from the socket.io-client '
+                               f'npm package')
+        raise RuntimeError(f'the Socket.IO page needs socket.io-client, not installed at {path}: '
+                           f'run scripts/demo (it runs npm ci in demo/js), or set '
+                           f'SOCKETIO_CLIENT_FILE or SOCKETIO_CLIENT_URL')
+    app.config['SOCKETIO_CLIENT_FILE'] = path
 
 
 def _sql_service(table: Any, url: str) -> Any:

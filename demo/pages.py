@@ -26,10 +26,9 @@ def news_for(todos: Any, user: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def socketio_client_url() -> str:
-    from . import SOCKETIO_CDN_URL
-    if current_app.config.get('SOCKETIO_CLIENT_FILE'):
-        return url_for('pages.socketio_client')
-    return current_app.config.get('SOCKETIO_CLIENT_URL') or SOCKETIO_CDN_URL
+    """Where the Socket.IO page loads socket.io-client from: the app itself unless
+    ``SOCKETIO_CLIENT_URL`` says otherwise (checked at start-up, see demo.create_app)."""
+    return current_app.config.get('SOCKETIO_CLIENT_URL') or url_for('pages.socketio_client')
 
 
 @bp.get('/')
@@ -52,7 +51,7 @@ def index() -> Any:
 
 @bp.get('/socket.io-client.js')
 def socketio_client() -> Any:
-    """A local copy of socket.io.min.js, when ``SOCKETIO_CLIENT_FILE`` names one."""
+    """The app's own copy of socket.io.min.js (``SOCKETIO_CLIENT_FILE``)."""
     path = current_app.config.get('SOCKETIO_CLIENT_FILE')
     if not path:
         abort(404)

@@ -10,6 +10,18 @@ bootstrap_python() {
 
 bootstrap_js_clients() {
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    bootstrap_demo_clients
+}
+
+# The socket.io-client the demo serves itself (no CDN: the demo works offline).
+bootstrap_demo_clients() {
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "the demo needs Node 18+ with npm for socket.io-client (apt-get install nodejs npm)" >&2
+        return 1
+    fi
+    if [ ! -d demo/js/node_modules ] || [ demo/js/package-lock.json -nt demo/js/node_modules ]; then
+        (cd demo/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
 }
 
 bootstrap_chromium() {

@@ -19,7 +19,7 @@ import simple_websocket
 
 # The demo package sits at the repository root, which a bare `pytest` does not put on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from demo import SOCKETIO_CDN_URL, api, close_app, create_app  # noqa: E402
+from demo import BUNDLED_SOCKETIO_CLIENT, api, close_app, create_app  # noqa: E402
 from flask_feathers import errors
 from flask_feathers.providers import _primus_protocol as proto
 from flask_feathers.testing import realtime_client, wait_for_dispatch
@@ -93,8 +93,9 @@ def test_transport_choice_and_socketio_client_url(make_app):
     app = make_app()
     alice = signed_in(app, 'alice')
     page = alice.get('/?transport=socketio').get_data(as_text=True)
-    assert f'<script src="{SOCKETIO_CDN_URL}"></script>' in page
-    assert '/primus/primus.js' not in page
+    # served by the demo itself (installed from npm by scripts/demo): no CDN
+    assert '<script src="/socket.io-client.js"></script>' in page
+    assert 'cdn.' not in page and '/primus/primus.js' not in page
     assert alice.get('/?transport=carrier-pigeon').status_code == 400
 
     custom = make_app({'SOCKETIO_CLIENT_URL': '/vendor/socket.io.js'})
@@ -102,21 +103,33 @@ def test_transport_choice_and_socketio_client_url(make_app):
     assert '<script src="/vendor/socket.io.js"></script>' in page
 
 
-def test_local_socketio_client_is_served_when_configured(make_app):
-    if not os.path.exists(SOCKETIO_MIN_JS):
-        pytest.fail('tests/js/node_modules is missing: run scripts/test (npm ci in tests/js)')
-    app = make_app({'SOCKETIO_CLIENT_FILE': SOCKETIO_MIN_JS})
-    client = signed_in(app, 'alice')
-    page = client.get('/?transport=socketio').get_data(as_text=True)
-    assert '<script src="/socket.io-client.js"></script>' in page
+def test_the_socketio_client_is_served_by_the_demo(make_app):
+    if not os.path.exists(BUNDLED_SOCKETIO_CLIENT):
+        pytest.fail('demo/js/node_modules is missing: run scripts/test (npm ci in demo/js)')
+    client = signed_in(make_app(), 'alice')
     response = client.get('/socket.io-client.js')
     assert response.status_code == 200 and response.mimetype == 'application/javascript'
+    with open(BUNDLED_SOCKETIO_CLIENT, 'rb') as fh:
+        assert response.data == fh.read()
+    response.close()
+
+
+def test_a_relative_client_file_is_taken_from_the_working_directory(make_app, monkeypatch):
+    if not os.path.exists(SOCKETIO_MIN_JS):
+        pytest.fail('tests/js/node_modules is missing: run scripts/test (npm ci in tests/js)')
+    monkeypatch.chdir(os.path.dirname(SOCKETIO_MIN_JS))
+    app = make_app({'SOCKETIO_CLIENT_FILE': os.path.basename(SOCKETIO_MIN_JS)})
+    response = signed_in(app, 'alice').get('/socket.io-client.js')
+    assert response.status_code == 200
     with open(SOCKETIO_MIN_JS, 'rb') as fh:
         assert response.data == fh.read()
     response.close()
-    # Without the setting there is nothing to serve.
-    other = make_app()
-    assert other.test_client().get('/socket.io-client.js').status_code == 404
+
+
+def test_a_missing_client_file_stops_the_start_with_a_clear_error(make_app):
+    with pytest.raises(RuntimeError, match="SOCKETIO_CLIENT_FILE 'no/such/socket.io.js' is not "
+                                           "a file"):
+        make_app({'SOCKETIO_CLIENT_FILE': 'no/such/socket.io.js'})
 
 
 # -- REST: what the README's curl examples do ------------------------------------------------------

@@ -15,15 +15,13 @@ import pytest
 
 # The demo package sits at the repository root, which a bare `pytest` does not put on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from demo import SOCKETIO_CDN_URL, close_app, create_app  # noqa: E402
+from demo import close_app, create_app  # noqa: E402
 
 sync_api = pytest.importorskip('playwright.sync_api')
 expect = sync_api.expect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARTIFACTS = os.path.join(HERE, 'artifacts')
-SOCKETIO_MIN_JS = os.path.join(HERE, 'js', 'node_modules', 'socket.io-client', 'dist',
-                               'socket.io.min.js')
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
@@ -43,7 +41,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def demo(tmp_path, live_server):
-    """The demo app on a fresh database, served on a free port (CDN socket.io URL unchanged)."""
+    """The demo app on a fresh database, served on a free port."""
     app = create_app({'TESTING': True, 'SECRET_KEY': 'browser-test',
                       'DEMO_DATABASE_URL': f"sqlite:///{tmp_path / 'todos.db'}"})
     yield live_server(app)
@@ -56,9 +54,10 @@ class Tab:
     def __init__(self, browser: Any, base_url: str, username: str, transport: str) -> None:
         self.username = username
         self.context = browser.new_context(viewport={'width': 900, 'height': 640})
-        # No internet here: the page's CDN script is answered with the npm package's copy.
-        self.context.route(SOCKETIO_CDN_URL, lambda route: route.fulfill(
-            path=SOCKETIO_MIN_JS, content_type='application/javascript'))
+        # Offline: every request that does not go to the demo itself fails, so a page that
+        # needed the internet (a CDN) could not go live.
+        self.blocked: List[str] = []
+        self.context.route('**/*', self._local_only(base_url))
         self.errors: List[str] = []
         self.page = self.context.new_page()
         self.page.on('pageerror', lambda exc: self.errors.append(f'{username}: {exc}'))
@@ -67,6 +66,16 @@ class Tab:
         self.page.goto(f'{base_url}/?transport={transport}')
         self.page.get_by_test_id(f'signin-{username}').click()
         self.wait_live()
+
+    def _local_only(self, base_url: str) -> Any:
+        def route(request_route: Any) -> None:
+            url = request_route.request.url
+            if url.startswith(base_url) or url.startswith(base_url.replace('http', 'ws', 1)):
+                request_route.continue_()
+            else:
+                self.blocked.append(url)
+                request_route.abort()
+        return route
 
     def wait_live(self) -> None:
         expect(self.page.get_by_test_id('status'), f'{self.username} never went live').to_have_text(
@@ -103,9 +112,11 @@ def tabs(browser, demo):
         return tab
     yield open_tab
     errors = [e for tab in opened for e in tab.errors]
+    outside = [url for tab in opened for url in tab.blocked]
     for tab in opened:
         tab.close()
     assert not errors, f'errors in the pages: {errors}'
+    assert not outside, f'the pages asked for something outside the demo: {outside}'
 
 
 @pytest.mark.parametrize('transport', ['primus', 'socketio'])
@@ -187,5 +198,27 @@ def test_sign_in_page_and_sign_out(browser, demo):
         expect(page.get_by_test_id('status')).to_have_text('live', timeout=LIVE)
         page.get_by_test_id('signout').click()
         expect(page.get_by_role('heading', name='Sign in')).to_be_visible()
+    finally:
+        context.close()
+
+
+
+def test_a_client_script_that_cannot_load_is_said_and_the_form_stays_put(browser, demo):
+    context = browser.new_context()
+    try:
+        context.route('**/socket.io-client.js', lambda route: route.abort())
+        page = context.new_page()
+        page.goto(f'{demo.url}/?transport=socketio')
+        page.get_by_test_id('signin-alice').click()
+        expect(page.get_by_test_id('error')).to_contain_text(
+            'socket.io-client script could not be loaded', timeout=LIVE)
+        expect(page.get_by_test_id('status')).to_have_text('offline', timeout=LIVE)
+        page.get_by_label('New todo').fill('lost?')
+        # The form cancels its own submission (else the browser would send it as a GET to the
+        # page and the todo would be lost): dispatchEvent returns false when it was cancelled.
+        submitted = page.evaluate("document.getElementById('add').dispatchEvent("
+                                  "new Event('submit', {cancelable: true}))")
+        assert submitted is False, 'the add form would submit to the server as a plain GET'
+        assert page.get_by_label('New todo').input_value() == 'lost?'
     finally:
         context.close()

@@ -1,6 +1,6 @@
 // The demo page's script: one small adapter per transport, then the todo list.
-// No build step; the Primus client comes from /primus/primus.js, socket.io-client from its CDN
-// (or the app's local copy).
+// No build step; the Primus client comes from /primus/primus.js, socket.io-client from the app's
+// own copy (/socket.io-client.js, installed from npm by scripts/demo).
 (function () {
   'use strict';
 
@@ -128,6 +128,18 @@
   }
 
   // -- wiring -----------------------------------------------------------------------------------
+  var library = transport === 'socketio' ? window.io : window.Primus;
+  if (typeof library !== 'function') {
+    // The client script did not load (blocked, offline CDN, not installed): say so, stay put.
+    status('offline', 'offline');
+    var box = $('error');
+    box.textContent = 'The ' + (transport === 'socketio' ? 'socket.io-client' : 'Primus') +
+      ' script could not be loaded, so this page cannot go live. Reload, or try the other ' +
+      'transport.';
+    box.hidden = false;
+    demo.loadError = true;
+    return;
+  }
   var client = transport === 'socketio' ? socketioClient() : primusClient();
 
   function record(event, handler) {
