@@ -46,7 +46,7 @@ POLL_INTERVAL = 0.25
 #: Own messages delivered locally and maybe also on their way back through Redis (bounded).
 MAX_SKIPPED = 10_000
 
-INSTALL_HINT = 'pip install flask-feathers[redis]'
+INSTALL_HINT = 'pip install "flask-feathers[redis]" (from a checkout: pip install ".[redis]")'
 
 
 def _import_redis() -> Any:

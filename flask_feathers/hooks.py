@@ -336,7 +336,8 @@ def _validator(schema: Any, name: str) -> Callable[[Any, str], Any]:
             import jsonschema
         except ImportError:  # pragma: no cover - the extra is missing
             raise ImportError(f'{name}() with a JSON Schema needs jsonschema: pip install '
-                              f'flask-feathers[schema]') from None
+                              f'"flask-feathers[schema]" (from a checkout: pip install '
+                              f'".[schema]")') from None
         validator_class = jsonschema.validators.validator_for(schema)
         try:
             validator_class.check_schema(schema)

@@ -20,7 +20,8 @@ try:
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.pool import SingletonThreadPool, StaticPool
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError('SQLService needs SQLAlchemy: pip install flask-feathers[sql]') from exc
+    raise ImportError('SQLService needs SQLAlchemy: pip install "flask-feathers[sql]" (from a '
+                      'checkout or a built wheel: pip install ".[sql]"; [postgres] adds psycopg)') from exc
 
 from . import _query as q
 from .errors import BadRequest, Conflict, GeneralError, NotFound, Unavailable

@@ -231,7 +231,8 @@ def test_own_event_published_while_resubscribing_is_not_delivered_twice(fanout, 
 
 def test_missing_redis_names_the_extra(monkeypatch, app):
     monkeypatch.setitem(sys.modules, 'redis', None)
-    with pytest.raises(RuntimeError, match=r'pip install flask-feathers\[redis\]'):
+    with pytest.raises(RuntimeError, match=r'pip install "flask-feathers\[redis\]" '
+                                           r'\(from a checkout: pip install "\.\[redis\]"\)'):
         RedisFanout(SHARED_REDIS, Sink())
     app.config['FEATHERS_MESSAGE_QUEUE'] = SHARED_REDIS
     with pytest.raises(RuntimeError, match=r'flask-feathers\[redis\]'):
