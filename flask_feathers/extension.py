@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from flask import Flask, current_app, has_app_context
 
@@ -230,8 +230,8 @@ class Feathers:
             application, self._pending = self._pending, None
         else:
             application = self._new_application()
-            for path, service in self._registrations:
-                application.use(path, service)
+            for path, service, methods, events in self._registrations:
+                application.use(path, service, methods, events)
             for event, fn in self._app_publishers:
                 application.publish(event, fn)
             for spec, kinds in self._app_hooks:
@@ -270,20 +270,27 @@ class Feathers:
             provider.attach(self, state)
 
     # -- services -------------------------------------------------------------------------------
-    def use(self, path: str, service: Any, app: Optional[Flask] = None) -> WrappedService:
+    def use(self, path: str, service: Any, app: Optional[Flask] = None,
+            methods: Optional[Sequence[str]] = None,
+            events: Optional[Sequence[str]] = None) -> WrappedService:
         """Register ``service`` at ``path``; returns the wrapper of the current (or given) app.
+
+        ``methods`` lists what clients may call: custom methods (``approve(data, params)``)
+        included; standard methods left out answer MethodNotAllowed to clients, internal calls
+        still reach them. Default: the standard methods the service has. ``events`` does what
+        the service's ``events`` attribute does.
 
         Without ``app`` the service goes to every app, now and on later ``init_app`` calls (one
         object shared by all). With ``app`` it is registered on that app only, e.g. a service
         holding that app's own database.
         """
         if app is not None:
-            return self._state_for(app).application.use(path, service)
-        self._registrations.append((path, service))
+            return self._state_for(app).application.use(path, service, methods, events)
         wrapped = None
-        for application in self._applications():
-            w = application.use(path, service)
+        for application in self._applications():  # a bad service raises here, before recording
+            w = application.use(path, service, methods, events)
             wrapped = wrapped or w
+        self._registrations.append((path, service, methods, events))
         current = self._current(required=False)
         if current is not None:
             return current.application.service(path)
@@ -317,7 +324,7 @@ class Feathers:
                               spec: Optional[Mapping[str, Any]], kinds: Dict[str, Any]) -> None:
         """Hooks registered on the wrapper of a service that every app has: the other apps'
         wrappers get them too, and so do the apps made later (app factories)."""
-        if path not in {strip_path(p) for p, _ in self._registrations}:
+        if path not in {strip_path(r[0]) for r in self._registrations}:
             return
         self._service_hooks.append((path, spec, kinds))
         for application in self._applications():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from . import errors
 from .channels import Publishers
@@ -17,6 +17,20 @@ from .hooks import HookContext, HookStore, run as run_hooks
 from .service import ARGUMENTS, METHOD_EVENTS, METHODS, invoke, member, service_methods
 
 log = logging.getLogger(__name__)
+
+
+#: Names a custom method may not have: the service's life cycle, and what Python and Feathers
+#: keep for themselves.
+RESERVED_METHODS = frozenset({'setup', 'teardown', 'hooks', 'publish', 'on', 'emit', 'events',
+                              'methods', 'service', 'call', 'call_context', 'all'})
+
+
+def _check_custom_name(path: str, name: Any) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f'service {path!r}: method names are identifiers, got {name!r}')
+    if name.startswith('_') or name in RESERVED_METHODS:
+        raise ValueError(f'service {path!r}: {name!r} cannot be a client method (reserved or '
+                         f'private)')
 
 
 def strip_path(path: str) -> str:
@@ -34,20 +48,41 @@ class WrappedService(ServiceEvents):
     Successful create/update/patch/remove emit their event.
     """
 
-    def __init__(self, path: str, service: Any, app: 'Application') -> None:
-        methods = service_methods(service)
-        if not methods:
+    def __init__(self, path: str, service: Any, app: 'Application',
+                 methods: Optional[Sequence[str]] = None,
+                 events: Optional[Sequence[str]] = None) -> None:
+        found = service_methods(service)
+        exposed = set(found)
+        if methods is not None:
+            if isinstance(methods, str):
+                raise TypeError(f'service {path!r}: `methods` must be a list of names, not a '
+                                f'string')
+            exposed = set()
+            for name in methods:
+                _check_custom_name(path, name)
+                fn = member(service, name)
+                if fn is None:
+                    raise TypeError(f'service {path!r} lists the method {name!r} but has no such '
+                                    f'method')
+                found[name] = fn
+                exposed.add(name)
+        if not found:
             kind = 'dict' if isinstance(service, Mapping) else type(service).__name__
             raise TypeError(
                 f'{kind} registered at {path!r} is not a service: it needs at least one of the '
                 f'methods {", ".join(METHODS)} (as methods of an object or callables in a dict)')
-        custom = service.get('events') if isinstance(service, Mapping) \
-            else getattr(service, 'events', None)
+        custom = events
+        if custom is None:
+            custom = service.get('events') if isinstance(service, Mapping) \
+                else getattr(service, 'events', None)
         if isinstance(custom, str):
             raise TypeError(f'service {path!r}: `events` must be a list of names, not a string')
         super().__init__(path, custom or (), app.emit_event)
         self.service = service
-        self.methods = methods
+        #: every method internal calls may reach (standard ones the service has, listed custom ones)
+        self.methods = found
+        #: what clients may call (``methods`` of api.use, or the standard ones the service has)
+        self.exposed = frozenset(exposed)
         self._app = app
         self._hooks = HookStore(f'service {path!r}', lambda: self.methods.keys())
         #: method -> (app hooks version, service hooks version, levels)
@@ -57,6 +92,14 @@ class WrappedService(ServiceEvents):
         return f'<WrappedService {self.path!r} {sorted(self.methods)}>'
 
     def __getattr__(self, name: str) -> Any:
+        # A listed custom method runs through the hooks like the standard ones.
+        if not name.startswith('_') and name in self.__dict__.get('methods', ()) and \
+                name not in ARGUMENTS:
+            def custom(data: Any = None, params: Optional[dict] = None,
+                       callback: Optional[Callable] = None) -> Any:
+                return self._run(name, (data,), params, callback)
+            custom.__name__ = name
+            return custom
         # Anything else (helpers, filters, attributes) comes from the user's service.
         if name.startswith('__') or name == 'service':
             raise AttributeError(name)
@@ -73,6 +116,12 @@ class WrappedService(ServiceEvents):
         Takes precedence over app publishers. Usable as a decorator.
         """
         return self._app.publishers.register(self.path, event, fn)
+
+    def check_exposed(self, method: str) -> None:
+        """Clients reach only the methods the service lists (``api.use(..., methods=...)``):
+        MethodNotAllowed for anything else (setup, private names, an unlisted method)."""
+        if method not in self.exposed:
+            raise errors.MethodNotAllowed(f'Method `{method}` is not supported by this endpoint.')
 
     def hooks(self, spec: Optional[Mapping[str, Any]] = None, **kinds: Any) -> 'WrappedService':
         """Register hooks (see :mod:`flask_feathers.hooks`): ``svc.hooks({'before': {'all':
@@ -103,7 +152,7 @@ class WrappedService(ServiceEvents):
         elif not isinstance(params, dict):
             raise errors.BadRequest(f'params must be a dict, got {type(params).__name__}')
         self._app.ensure_setup()
-        names = ARGUMENTS.get(method, ())
+        names = ARGUMENTS.get(method, ('data',))
         context = HookContext(self._app.owner, self, self.path, method, (*args, params),
                               params=params, event=METHOD_EVENTS.get(method))
         for name, value in zip(names, args):
@@ -201,14 +250,16 @@ class Application:
         self.hook_store = HookStore('the app', lambda: METHODS)
 
     # -- registration -------------------------------------------------------------------------
-    def use(self, path: str, service: Any) -> WrappedService:
-        """Register ``service`` at ``path`` (slashes stripped) and return its wrapper."""
+    def use(self, path: str, service: Any, methods: Optional[Sequence[str]] = None,
+            events: Optional[Sequence[str]] = None) -> WrappedService:
+        """Register ``service`` at ``path`` (slashes stripped) and return its wrapper; ``methods``
+        lists what clients may call (custom methods included), ``events`` its custom events."""
         stripped = strip_path(path)
         if stripped.startswith(':'):
             raise ValueError(f'service paths may not start with ":" (reserved), got {path!r}')
         if isinstance(service, WrappedService):
             service = service.service
-        wrapped = WrappedService(stripped, service, self)
+        wrapped = WrappedService(stripped, service, self, methods=methods, events=events)
         with self._lock:
             if stripped in self.services:
                 log.warning('service %r registered again; the new one replaces the old', stripped)

@@ -591,17 +591,29 @@ def calls(draw):
     return method, args
 
 
+#: What clients may call on the fuzz app's services (its MemoryService and Stats).
+FUZZ_METHODS = {'todos': {'find', 'get', 'create', 'update', 'patch', 'remove'},
+                'stats': {'find'}}
+
+
 def expected_error(event: str, args: list) -> Optional[str]:
     """The error name the server must answer, by the same rules it uses; None: it may succeed or
     fail in the service."""
     if not _realtime.is_call(event, args):
         return 'NotFound'
+    # The server looks the service and the method up first, then the arguments.
     try:
-        call = _realtime.parse_call(event, args)
+        path, method = _realtime.call_target(event, args)
     except ff_errors.FeathersError as exc:
         return exc.name
-    if call.path not in ('todos', 'stats'):
+    if path not in FUZZ_METHODS:
         return 'NotFound'
+    if method not in FUZZ_METHODS[path]:
+        return 'MethodNotAllowed'
+    try:
+        _realtime.parse_call(event, args)
+    except ff_errors.FeathersError as exc:
+        return exc.name
     return None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket as _socket
-from typing import Any, Dict, List, NamedTuple, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import errors
 from ..connections import Connection
@@ -32,11 +32,27 @@ class Call(NamedTuple):
     query: Dict[str, Any]
 
 
-def is_call(event: Any, args: Sequence[Any]) -> bool:
-    """Whether ``event`` names a service call in either dialect (vs. a custom event)."""
+def is_call(event: Any, args: Sequence[Any], application: Optional[Application] = None) -> bool:
+    """Whether ``event`` names a service call in either dialect (vs. a custom event): a standard
+    method, the legacy ``'path::method'``, or a custom method the service at ``args[0]`` lists."""
     if not isinstance(event, str):
         return False
-    return LEGACY_SEPARATOR in event or event in METHODS
+    if LEGACY_SEPARATOR in event or event in METHODS:
+        return True
+    if application is None or not args or not isinstance(args[0], str):
+        return False
+    wrapped = application.lookup(args[0].strip('/'))
+    return wrapped is not None and event in wrapped.exposed
+
+
+def call_target(event: str, args: Sequence[Any]) -> Tuple[str, str]:
+    """The ``(path, method)`` a call names, in either dialect."""
+    if LEGACY_SEPARATOR in event:
+        path, _, method = event.rpartition(LEGACY_SEPARATOR)
+        return path.strip('/'), method
+    if not args or not isinstance(args[0], str):
+        raise errors.BadRequest(f'`{event}` needs the service path as its first argument')
+    return args[0].strip('/'), event
 
 
 def parse_call(event: str, args: Sequence[Any]) -> Call:
@@ -52,7 +68,7 @@ def parse_call(event: str, args: Sequence[Any]) -> Call:
         path, method, args = args[0], event, args[1:]
     path = path.strip('/')
     if method not in METHODS:
-        raise errors.MethodNotAllowed(f'Method `{method}` is not a service method')
+        return _custom_call(path, method, args)
     position = PARAMS_POSITION[method]
     if len(args) > position + 1:
         raise errors.BadRequest(f'Too many arguments for `{method}`: expected at most '
@@ -74,6 +90,22 @@ def parse_call(event: str, args: Sequence[Any]) -> Call:
         raise errors.BadRequest(f'The query of `{method}` must be an object, got '
                                 f'{_type_name(query)}')
     return Call(path, method, positional, query)
+
+
+def _custom_call(path: str, method: str, args: Sequence[Any]) -> Call:
+    """A custom method's call: ``data, query`` like ``create`` (whether the service lists the
+    method is checked when it runs)."""
+    if not method.isidentifier() or method.startswith('_'):
+        raise errors.MethodNotAllowed(f'Method `{method}` is not a service method')
+    if len(args) > 2:
+        raise errors.BadRequest(f'Too many arguments for `{method}`: expected at most 2, got '
+                                f'{len(args)}')
+    data = args[0] if args else {}
+    query = args[1] if len(args) > 1 and args[1] is not None else {}
+    if not isinstance(query, dict):
+        raise errors.BadRequest(f'The query of `{method}` must be an object, got '
+                                f'{_type_name(query)}')
+    return Call(path, method, (data,), query)
 
 
 def _check_id(method: str, value: Any) -> None:
@@ -120,10 +152,12 @@ def run_call(application: Application, connection: Connection, event: str,
     """
     debug = application.debug
     try:
-        call = parse_call(event, args)
-        wrapped = application.lookup(call.path)
+        path, method = call_target(event, args)
+        wrapped = application.lookup(path)
         if wrapped is None:
-            raise errors.NotFound(f"Service '{call.path}' not found")
+            raise errors.NotFound(f"Service '{path}' not found")
+        wrapped.check_exposed(method)  # before its arguments: nothing of an unlisted method
+        call = parse_call(event, args)
         result = wrapped.call_context(call.method, call.args,
                                       build_params(call.query, connection)).dispatch
         try:

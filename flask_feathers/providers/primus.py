@@ -217,7 +217,7 @@ class Spark(EventEmitter):
         name, args = event.name, list(event.args)
         if proto.is_reserved_event(name):
             ack = None
-        elif _realtime.is_call(name, args) and connection is not None:
+        elif _realtime.is_call(name, args, self.server.application) and connection is not None:
             ack = _realtime.run_call(self.server.application, connection, name, args)
         elif self.listeners(name):
             if event.ack_id is not None:

@@ -103,14 +103,23 @@ class RestProvider:
             wrapped = application.lookup(service_path)
         if wrapped is None:
             raise errors.NotFound(f"Page not found: no service at '{stripped}'")
-        method = ROUTES.get((request.method, id_ is not None))
+        custom = request.headers.get('X-Service-Method')
+        if custom:
+            # Feathers 5's custom methods: POST /todos with X-Service-Method: approve.
+            if request.method != 'POST' or id_ is not None:
+                raise errors.MethodNotAllowed(f'A custom method is called with POST {request.path} '
+                                              f'and no id')
+            method = custom
+        else:
+            method = ROUTES.get((request.method, id_ is not None))
         if method is None:
             raise errors.MethodNotAllowed(
                 f'{request.method} is not allowed on {request.path}')
+        wrapped.check_exposed(method)
         params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest'}
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
-        if method in ('create', 'update', 'patch'):
+        if method in ('create', 'update', 'patch') or custom:
             args = args + (_body(state),)
         context = wrapped.call_context(method, args, params)
         result = context.dispatch
@@ -121,6 +130,7 @@ class RestProvider:
         else:
             response = json_response(result, status or SUCCESS_STATUS.get(method,
                                                                            DEFAULT_SUCCESS_STATUS))
+            # (a custom method answers 200: only `create` answers 201)
         for name, value in (http.get('headers') or {}).items():
             response.headers[name] = value
         if http.get('location'):

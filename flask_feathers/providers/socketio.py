@@ -386,7 +386,7 @@ class SocketIOProvider:
             conn = connections.get(flask.request.sid)
             if conn is None:
                 return tuple(_realtime.unknown_event_error(event))
-            if _realtime.is_call(event, args):
+            if _realtime.is_call(event, args, application):
                 return tuple(_realtime.run_call(application, conn, event, args))
             for handler in io._user_handlers['*']:
                 return handler(event, *args)

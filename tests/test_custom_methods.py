@@ -1,0 +1,133 @@
+"""Custom service methods (Feathers 5): ``api.use(path, svc, methods=[...])`` on every transport,
+through hooks, and only what is listed reachable by clients."""
+import pytest
+from flask import Flask
+
+from flask_feathers import Feathers, errors, primus, rest, socketio
+from flask_feathers.testing import realtime_client
+
+
+class Todos:
+    def __init__(self):
+        self.store = {1: {'id': 1, 'text': 'a', 'approved': False}}
+
+    def find(self, params):
+        return list(self.store.values())
+
+    def create(self, data, params):
+        todo = dict(data, id=len(self.store) + 1)
+        self.store[todo['id']] = todo
+        return todo
+
+    def remove(self, id, params):
+        return self.store.pop(int(id))
+
+    def approve(self, data, params):
+        todo = self.store[int(data['id'])]
+        todo['approved'] = True
+        return dict(todo, by=(params.get('user') or {}).get('name'))
+
+    def _private(self, data, params):  # never reachable
+        return 'secret'
+
+    def setup(self, app, path):
+        pass
+
+
+@pytest.fixture
+def api(app):
+    api = Feathers(app)
+    api.configure(rest())
+    api.configure(socketio())
+    api.configure(primus({'transformer': 'websockets'}))
+    api.use('todos', Todos(), methods=['find', 'create', 'approve'])
+    return api
+
+
+def test_registration_checks_what_is_listed(app):
+    api = Feathers(app)
+    with pytest.raises(TypeError, match="lists the method 'archive' but has no such method"):
+        api.use('todos', Todos(), methods=['find', 'archive'])
+    for bad in ('setup', '_private', '__class__', 'hooks'):
+        with pytest.raises(ValueError, match='cannot be a client method'):
+            api.use('todos', Todos(), methods=[bad])
+    with pytest.raises(TypeError, match='must be a list of names'):
+        api.use('todos', Todos(), methods='approve')
+    assert 'todos' not in api.services
+
+
+def test_internal_calls_go_through_hooks_and_emit_no_event(app, api):
+    seen = []
+    api.service('todos').hooks(before={'approve': lambda ctx: seen.append((ctx.method, ctx.data))})
+    with realtime_client(api) as client, app.app_context():
+        result = api.service('todos').approve({'id': 1}, {'user': {'name': 'Ann'}})
+        assert result == {'id': 1, 'text': 'a', 'approved': True, 'by': 'Ann'}
+        assert seen == [('approve', {'id': 1})]
+        assert client.received() == []  # a custom method sends no event...
+
+        def announce(ctx):
+            ctx.event = 'approved'
+        api.service('todos').hooks(after={'approve': announce})
+        api.service('todos').approve({'id': 1})
+    # ...unless a hook names one the service declares (this one does not: logged, none sent)
+    with app.app_context():
+        assert api.service('todos').remove(1)['id'] == 1  # not listed: internal calls still reach it
+
+
+def test_rest_custom_method_with_the_header_and_what_clients_cannot_reach(app, api):
+    client = app.test_client()
+    answer = client.post('/todos', json={'id': 1}, headers={'X-Service-Method': 'approve'})
+    assert answer.status_code == 200
+    assert answer.get_json() == {'id': 1, 'text': 'a', 'approved': True, 'by': None}
+    for name in ('setup', '_private', '__class__', 'remove', 'nope'):
+        refused = client.post('/todos', json={}, headers={'X-Service-Method': name})
+        assert refused.status_code == 405, (name, refused.get_data())
+        assert refused.get_json()['name'] == 'MethodNotAllowed'
+    assert client.delete('/todos/1').status_code == 405  # remove is not listed
+    wrong = client.get('/todos', headers={'X-Service-Method': 'approve'})
+    assert wrong.status_code == 405
+
+
+def test_socketio_both_dialects_and_refusals(app, api):
+    with realtime_client(api) as client:
+        err, result = client.emit('todos::approve', {'id': 1}, {})
+        assert err is None and result['approved'] is True
+        err, result = client.emit('approve', 'todos', {'id': 1}, {})
+        assert err is None and result['approved'] is True
+        for name in ('setup', '_private', '__class__', 'remove'):
+            err, result = client.emit(f'todos::{name}', {'id': 1}, {})
+            assert result is None and err['name'] == 'MethodNotAllowed', (name, err)
+
+
+def test_real_clients_call_a_custom_method(app, api, live_server, node):
+    server = live_server(app)
+    out = node(f"""
+const io = require('socket.io-client');
+const {{ feathers }} = require('@feathersjs/feathers');
+const socketio = require('@feathersjs/socketio-client');
+const rest = require('@feathersjs/rest-client');
+const Primus = require('primus');
+const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emitter: require('primus-emitter') }} }});
+(async () => {{
+  // Feathers 5's way: the client-side service declares the custom method.
+  const socket = io('{server.url}', {{ transports: ['websocket'], reconnection: false }});
+  const sockets = socketio(socket, {{ timeout: 5000 }});
+  const app = feathers().configure(sockets);
+  app.use('todos', sockets.service('todos'), {{ methods: ['find', 'create', 'approve'] }});
+  out(await app.service('todos').approve({{ id: 1 }}));
+  socket.close();
+  const connection = rest('{server.url}').fetch(fetch);
+  const restApp = feathers().configure(connection);
+  restApp.use('todos', connection.service('todos'), {{ methods: ['find', 'create', 'approve'] }});
+  out(await restApp.service('todos').approve({{ id: 1 }}));
+  const primus = new Socket('{server.url}', {{ strategy: false }});
+  out(await new Promise((resolve) => primus.send('todos::approve', {{ id: 1 }}, {{}},
+    (error, result) => resolve([error, result]))));
+  out(await new Promise((resolve) => primus.send('todos::setup', {{}}, {{}},
+    (error) => resolve(error && error.name))));
+  primus.end();
+  done();
+}})().catch((e) => fail(e && e.stack || e));
+""")
+    approved = {'id': 1, 'text': 'a', 'approved': True, 'by': None}
+    assert out == [approved, approved, [None, approved], 'MethodNotAllowed']
