@@ -1,9 +1,8 @@
 """Custom service methods (Feathers 5): ``api.use(path, svc, methods=[...])`` on every transport,
 through hooks, and only what is listed reachable by clients."""
 import pytest
-from flask import Flask
 
-from flask_feathers import Feathers, errors, primus, rest, socketio
+from flask_feathers import Feathers, primus, rest, socketio
 from flask_feathers.testing import realtime_client
 
 
