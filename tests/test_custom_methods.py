@@ -130,3 +130,33 @@ const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emit
 """)
     approved = {'id': 1, 'text': 'a', 'approved': True, 'by': None}
     assert out == [approved, approved, [None, approved], 'MethodNotAllowed']
+
+
+def test_params_headers_on_every_transport(app, api, live_server):
+    import json
+
+    import simple_websocket
+
+    seen = []
+    api.service('todos').hooks(before={'find': lambda ctx: seen.append(
+        (ctx.params.get('provider'), (ctx.params.get('headers') or {}).get('authorization')))})
+    assert app.test_client().get('/todos', headers={'Authorization': 'Bearer rest'}).status_code \
+        == 200
+    with realtime_client(api, headers={'Authorization': 'Bearer sio'}) as client:
+        assert client.call('todos', 'find')[0] is None
+    server = live_server(app)
+    ws = simple_websocket.Client.connect(f'ws://127.0.0.1:{server.port}/primus',
+                                         headers={'Authorization': 'Bearer primus'})
+    try:
+        ws.send(json.dumps({'type': 0, 'data': ['todos::find', {}], 'id': 1}))
+        while True:
+            frame = json.loads(ws.receive(timeout=10))
+            if isinstance(frame, dict) and frame.get('type') == 1:
+                break
+    finally:
+        ws.close()
+    assert seen == [('rest', 'Bearer rest'), ('socketio', 'Bearer sio'),
+                    ('primus', 'Bearer primus')]
+    with app.app_context():  # internal calls have none
+        api.service('todos').find()
+    assert seen[-1] == (None, None)

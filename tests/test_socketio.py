@@ -123,7 +123,9 @@ def test_client_params_are_the_query_only(company_app, todos):
         assert params['query'] == spoof
         assert params['user'] == USERS[0]
         assert params['provider'] == 'socketio'
-        assert set(params) - {'connection'} == {'query', 'user', 'provider'}
+        # and the handshake's headers (Feathers 5's params.headers), set by the server
+        assert set(params) - {'connection'} == {'query', 'user', 'provider', 'headers'}
+        assert all(name == name.lower() for name in params['headers'])
 
 
 @pytest.mark.parametrize('event, args, name, message', [

@@ -132,16 +132,30 @@ def _type_name(value: Any) -> str:
 
 
 def build_params(query: Dict[str, Any], connection: Connection) -> Dict[str, Any]:
-    """``{'query': query, **connection.params, 'connection': connection}``.
+    """``{'query': query, 'headers': ..., **connection.params, 'connection': connection}``.
 
     The connection's own params win on a clash, so a client can never set ``user`` or
     ``provider``; ``params['connection']`` is the :class:`Connection` (Feathers 5's
     ``params.connection``), e.g. to move it between channels on sign-in.
     """
     params = {'query': query}
+    environ = connection.extra.get('environ')
+    if environ is not None:
+        params['headers'] = headers_of(environ)
     params.update(connection.params)
     params['connection'] = connection
     return params
+
+
+def headers_of(environ: Dict[str, Any]) -> Dict[str, str]:
+    """The request headers of a WSGI environ, by lower-case name (``params['headers']``, as in
+    Feathers 5): the handshake's on Socket.IO, the upgrade request's on Primus."""
+    headers = {key[5:].replace('_', '-').lower(): value for key, value in environ.items()
+               if key.startswith('HTTP_') and isinstance(value, str)}
+    for key, name in (('CONTENT_TYPE', 'content-type'), ('CONTENT_LENGTH', 'content-length')):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
 
 
 def run_call(application: Application, connection: Connection, event: str,

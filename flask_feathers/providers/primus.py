@@ -356,6 +356,7 @@ class PrimusServer(EventEmitter):
         spark = Spark(self, req)
         connection = Connection(spark.id, PROVIDER, req.feathers, _spark_sender(spark))
         connection.extra['spark'] = spark
+        connection.extra['environ'] = req.environ  # the upgrade request: params['headers']
         spark.connection = connection
         self.sparks[spark.id] = spark
         self.state.connections.add(connection)

@@ -116,7 +116,8 @@ class RestProvider:
             raise errors.MethodNotAllowed(
                 f'{request.method} is not allowed on {request.path}')
         wrapped.check_exposed(method)
-        params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest'}
+        params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest',
+                                  'headers': {k.lower(): v for k, v in request.headers.items()}}
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch') or custom:

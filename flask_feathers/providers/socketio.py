@@ -371,7 +371,10 @@ class SocketIOProvider:
                 message = admission.refusal_message(exc, application.debug)
                 raise ConnectionRefusedError(message, data) if data is not None \
                     else ConnectionRefusedError(message) from None
-            connections.add(Connection(sid, PROVIDER, feathers, functools.partial(send, sid)))
+            conn = Connection(sid, PROVIDER, feathers, functools.partial(send, sid))
+            # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
+            conn.extra['environ'] = flask.request.environ
+            connections.add(conn)
             return True
 
         def on_disconnect(reason: Any = None) -> None:
