@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import errors
 from .channels import Publishers
@@ -235,6 +235,8 @@ class Application:
 
     def __init__(self, callback_timeout: Optional[float] = None, debug: bool = False) -> None:
         self.services: Dict[str, WrappedService] = {}
+        #: (segments, service) of paths with ``:placeholders``, most literal segments first
+        self._patterns: List[Tuple[List[str], WrappedService]] = []
         self.callback_timeout = callback_timeout
         self.debug = debug
         self._sinks: List[Publisher] = []
@@ -264,6 +266,7 @@ class Application:
             if stripped in self.services:
                 log.warning('service %r registered again; the new one replaces the old', stripped)
             self.services[stripped] = wrapped
+            self._index_patterns()
             hooks = list(self._registered_hooks)
             setup_now = self._setup_done
         for hook in hooks:
@@ -286,8 +289,37 @@ class Application:
                            f'register it with api.use({stripped!r}, service)') from None
 
     def lookup(self, path: str) -> Optional[WrappedService]:
-        """The wrapped service at an already stripped path, or None."""
+        """The wrapped service registered at exactly ``path`` (already stripped), or None."""
         return self.services.get(path)
+
+    def resolve(self, path: str) -> Tuple[Optional[WrappedService], Dict[str, str]]:
+        """The service a client's ``path`` names, and its route placeholders: a registered path
+        ``users/:userId/messages`` matches ``users/42/messages`` with ``{'userId': '42'}``. An
+        exact registration wins, then the pattern with the most literal segments."""
+        wrapped = self.services.get(path)
+        if wrapped is not None or not self._patterns:
+            return wrapped, {}
+        parts = path.split('/')
+        for segments, candidate in self._patterns:
+            if len(segments) != len(parts):
+                continue
+            route: Dict[str, str] = {}
+            for segment, part in zip(segments, parts):
+                if segment.startswith(':'):
+                    if not part:
+                        break
+                    route[segment[1:]] = part
+                elif segment != part:
+                    break
+            else:
+                return candidate, route
+        return None, {}
+
+    def _index_patterns(self) -> None:
+        patterns = [(path.split('/'), wrapped) for path, wrapped in self.services.items()
+                    if '/:' in path]
+        patterns.sort(key=lambda item: -sum(not s.startswith(':') for s in item[0]))
+        self._patterns = patterns
 
     def on_registered(self, hook: Callable[[str, WrappedService], None]) -> None:
         """Call ``hook(path, wrapped)`` for every service, now and when registered later."""

@@ -160,3 +160,51 @@ def test_params_headers_on_every_transport(app, api, live_server):
     with app.app_context():  # internal calls have none
         api.service('todos').find()
     assert seen[-1] == (None, None)
+
+
+# -- route placeholders --------------------------------------------------------------------------
+
+class Messages:
+    def __init__(self):
+        self.store = []
+
+    def find(self, params):
+        return [m for m in self.store if m['userId'] == params['route']['userId']]
+
+    def create(self, data, params):
+        message = dict(data, userId=params['route']['userId'], id=len(self.store) + 1)
+        self.store.append(message)
+        return message
+
+
+def test_route_placeholders_on_every_transport_and_events_keep_the_registered_path(
+        app, api, live_server, node):
+    api.use('users/:userId/messages', Messages())
+    api.use('users/me/messages', {'find': lambda params: ['the literal path wins']})
+    client = app.test_client()
+    created = client.post('/users/42/messages', json={'text': 'hi'})
+    assert created.status_code == 201 and created.get_json()['userId'] == '42'
+    assert client.get('/users/42/messages').get_json() == [created.get_json()]
+    assert client.get('/users/7/messages').get_json() == []
+    assert client.get('/users/me/messages').get_json() == ['the literal path wins']
+    assert client.get('/users/42/nothing').status_code == 404
+    with realtime_client(api) as sio:
+        err, made = sio.emit('create', 'users/42/messages', {'text': 'socket'}, {})
+        assert err is None and made['userId'] == '42'
+        err, found = sio.emit('users/42/messages::find', {})
+        assert err is None and [m['text'] for m in found] == ['hi', 'socket']
+        assert sio.received('users/:userId/messages created') == [made]
+    server = live_server(app)
+    (ack,) = node(f"""
+const Primus = require('primus');
+const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emitter: require('primus-emitter') }} }});
+const primus = new Socket('{server.url}', {{ strategy: false }});
+primus.send('users/9/messages::create', {{ text: 'primus' }}, {{}}, (error, result) => {{
+  out([error, result]); primus.end(); done();
+}});
+setTimeout(() => fail('no ack'), 10000);
+""")
+    assert ack[0] is None and ack[1]['userId'] == '9'
+    with app.app_context():  # internal calls name the registered path and pass the route
+        internal = api.service('users/:userId/messages').find({'route': {'userId': '9'}})
+    assert [m['text'] for m in internal] == ['primus']

@@ -41,7 +41,7 @@ def is_call(event: Any, args: Sequence[Any], application: Optional[Application] 
         return True
     if application is None or not args or not isinstance(args[0], str):
         return False
-    wrapped = application.lookup(args[0].strip('/'))
+    wrapped, _ = application.resolve(args[0].strip('/'))
     return wrapped is not None and event in wrapped.exposed
 
 
@@ -167,13 +167,15 @@ def run_call(application: Application, connection: Connection, event: str,
     debug = application.debug
     try:
         path, method = call_target(event, args)
-        wrapped = application.lookup(path)
+        wrapped, route = application.resolve(path)
         if wrapped is None:
             raise errors.NotFound(f"Service '{path}' not found")
         wrapped.check_exposed(method)  # before its arguments: nothing of an unlisted method
         call = parse_call(event, args)
-        result = wrapped.call_context(call.method, call.args,
-                                      build_params(call.query, connection)).dispatch
+        params = build_params(call.query, connection)
+        if route:
+            params['route'] = route
+        result = wrapped.call_context(call.method, call.args, params).dispatch
         try:
             result = jsonable(result)
         except (TypeError, ValueError, RecursionError) as exc:

@@ -96,11 +96,11 @@ class RestProvider:
     def _handle(self, state: FeathersState, path: str) -> Response:
         application = state.application
         stripped = path.strip('/')
-        wrapped = application.lookup(stripped)
+        wrapped, route = application.resolve(stripped)
         id_: Optional[str] = None
         if wrapped is None and '/' in stripped:
             service_path, _, id_ = stripped.rpartition('/')
-            wrapped = application.lookup(service_path)
+            wrapped, route = application.resolve(service_path)
         if wrapped is None:
             raise errors.NotFound(f"Page not found: no service at '{stripped}'")
         custom = request.headers.get('X-Service-Method')
@@ -118,6 +118,8 @@ class RestProvider:
         wrapped.check_exposed(method)
         params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest',
                                   'headers': {k.lower(): v for k, v in request.headers.items()}}
+        if route:
+            params['route'] = route  # users/:userId/messages -> {'userId': '42'}
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch') or custom:
