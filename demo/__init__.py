@@ -34,7 +34,7 @@ from flask import Flask
 from flask_feathers import Feathers, primus, rest, socketio
 
 from . import auth, pages
-from .services import TODO_HOOKS, Todos, Users, todos_table
+from .services import TODO_HOOKS, TODO_METHODS, Todos, Users, todos_table
 
 
 #: The socket.io-client build scripts/demo installs from npm (demo/js/package.json).
@@ -118,7 +118,8 @@ def create_app(config: Optional[Dict[str, Any]] = None,
     api.init_app(app)
     # Todos are per app (each has its own database): registered on this app only, unlike the
     # module-level services, which api.use() without app= registers on every app.
-    api.use('todos', Todos(_sql_service(todos_table, url)), app=app).hooks(TODO_HOOKS)
+    api.use('todos', Todos(_sql_service(todos_table, url)), app=app,
+            methods=TODO_METHODS).hooks(TODO_HOOKS)
 
     app.before_request(auth.load_user)
     app.register_blueprint(auth.bp)

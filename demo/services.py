@@ -152,6 +152,9 @@ TODO_HOOKS = {
     },
 }
 
+#: What the demo's clients may call: the standard methods and one custom method.
+TODO_METHODS = ['find', 'get', 'create', 'update', 'patch', 'remove', 'clear_completed']
+
 
 class Todos:
     """Todos, stored by an :class:`SQLService`; who may see and change which is in
@@ -189,6 +192,17 @@ class Todos:
 
     def remove(self, id, params):
         return self.store.remove(id, params)
+
+    def clear_completed(self, data, params):
+        """A custom method (``todos::clear_completed``): remove the done todos of the caller's
+        company (the hooks scoped ``params``); each goes through ``remove``, so its ``removed``
+        event reaches the company's other tabs. Returns the todos removed."""
+        from . import api  # the wrapped service: hooks and events
+        query = dict(params.get('query') or {}, done=True)
+        done = self.store.find({'query': query})
+        todos = api.service('todos')
+        return [todos.remove(todo['id'], {'query': {'companyId': todo['companyId']}})
+                for todo in done]
 
     # -- event filters (params: the receiving connection's params) --------------------------------
     def created(self, todo, params):

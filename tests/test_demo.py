@@ -476,3 +476,32 @@ def test_readme_curl_session(app, live_server, tmp_path):
     assert curl(f'{server.url}/todos') == []
     curl('-X', 'POST', f'{server.url}/logout')
     assert curl(f'{server.url}/todos')['name'] == 'NotAuthenticated'
+
+
+def test_clear_completed_is_a_custom_method_scoped_to_the_company(app):
+    clients = {name: socket_client(app, name) for name in ('alice', 'bob', 'carol')}
+    try:
+        alice, bob, carol = clients['alice'], clients['bob'], clients['carol']
+        _, keep = alice.emit('todos::create', {'text': 'keep'}, {}, callback=True)
+        _, done = alice.emit('todos::create', {'text': 'done'}, {}, callback=True)
+        alice.emit('todos::patch', done['id'], {'done': True}, {}, callback=True)
+        _, theirs = carol.emit('todos::create', {'text': 'globex done'}, {}, callback=True)
+        carol.emit('todos::patch', theirs['id'], {'done': True}, {}, callback=True)
+        wait_for_dispatch(app)
+        for c in clients.values():
+            c.get_received()
+        error, removed = bob.emit('todos::clear_completed', {}, {}, callback=True)
+        assert error is None and [t['id'] for t in removed] == [done['id']]
+        wait_for_dispatch(app)
+        assert [(e['name'], e['args'][0]['id']) for e in alice.get_received()] == \
+            [('todos removed', done['id'])]
+        assert carol.get_received() == []
+        error, left = carol.emit('todos::find', {}, callback=True)
+        assert [t['text'] for t in left] == ['globex done']
+        error, left = alice.emit('todos::find', {}, callback=True)
+        assert [t['text'] for t in left] == ['keep'] and left[0]['id'] == keep['id']
+        refused = carol.emit('todos::setup', {}, {}, callback=True)
+        assert refused['name'] == 'MethodNotAllowed'
+    finally:
+        for c in clients.values():
+            c.disconnect()

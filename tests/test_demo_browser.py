@@ -222,3 +222,19 @@ def test_a_client_script_that_cannot_load_is_said_and_the_form_stays_put(browser
         assert page.get_by_label('New todo').input_value() == 'lost?'
     finally:
         context.close()
+
+
+def test_clear_completed_reaches_the_other_tab(tabs):
+    alice = tabs('alice', 'socketio')
+    bob = tabs('bob', 'primus')
+    alice.add('Old news')
+    alice.add('Still to do')
+    expect(bob.todo('Old news'), 'bob did not get the todo').to_have_count(1, timeout=LIVE)
+    alice.todo('Old news').get_by_test_id('todo-toggle').check()
+    expect(bob.todo('Old news').get_by_test_id('todo-toggle'),
+           'bob did not see it done').to_be_checked(timeout=LIVE)
+    bob.page.get_by_test_id('clear-completed').click()
+    for tab in (alice, bob):
+        expect(tab.todo('Old news'), f'{tab.username} still shows the cleared todo').to_have_count(
+            0, timeout=LIVE)
+        expect(tab.todo('Still to do')).to_have_count(1)

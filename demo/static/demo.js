@@ -188,6 +188,14 @@
   }
   input.addEventListener('blur', stoppedTyping);
 
+  // A custom service method: removes the company's done todos (their removed events update
+  // every tab of the company, this one included).
+  $('clear').addEventListener('click', function () {
+    client.call('clear_completed', [{}, {}]).then(function (removed) {
+      removed.forEach(drop);
+    }, showError);
+  });
+
   $('add').addEventListener('submit', function (event) {
     event.preventDefault();
     var text = input.value.trim();
