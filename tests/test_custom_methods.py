@@ -208,3 +208,32 @@ setTimeout(() => fail('no ack'), 10000);
     with app.app_context():  # internal calls name the registered path and pass the route
         internal = api.service('users/:userId/messages').find({'route': {'userId': '9'}})
     assert [m['text'] for m in internal] == ['primus']
+
+
+def test_socket_io_client_calls_custom_methods_and_placeholders_in_both_dialects(
+        app, api, live_server, node):
+    api.use('users/:userId/messages', Messages())
+    server = live_server(app)
+    out = node(f"""
+const io = require('socket.io-client');
+const socket = io('{server.url}', {{ transports: ['websocket'], reconnection: false }});
+const call = (...args) => new Promise((resolve) => socket.emit(...args, (e, r) => resolve([e, r])));
+socket.on('connect', async () => {{
+  out(await call('approve', 'todos', {{ id: 1 }}, {{}}));
+  out(await call('todos::approve', {{ id: 1 }}, {{}}));
+  out(await call('create', 'users/5/messages', {{ text: 'x' }}, {{}}));
+  out(await call('users/5/messages::find', {{}}));
+  out((await call('todos::__class__', {{}}, {{}}))[0].name);
+  out((await call('_private', 'todos', {{}}, {{}})));
+  socket.close();
+  done();
+}});
+setTimeout(() => fail('timed out'), 10000);
+""")
+    approved = {'id': 1, 'text': 'a', 'approved': True, 'by': None}
+    assert out[0] == [None, approved] and out[1] == [None, approved]
+    assert out[2][0] is None and out[2][1]['userId'] == '5'
+    assert out[3] == [None, [out[2][1]]]
+    assert out[4] == 'MethodNotAllowed'
+    # not even a call: an unknown event without a handler answers NotFound
+    assert out[5][0]['name'] == 'NotFound'
