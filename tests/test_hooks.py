@@ -481,3 +481,82 @@ const within = (p, ms, what) => Promise.race([p, new Promise((_, reject) =>
     assert primus_refused[0]['name'] == 'Forbidden' and primus_refused[0]['code'] == 403
     with app.app_context():  # the stored records keep the field; only clients miss it
         assert all('secret' in todo for todo in api.service('todos').find())
+
+
+def test_flask_sqlalchemy_works_in_services_hooks_and_filters_on_every_transport(
+        tmp_path, live_server, node):
+    from flask_sqlalchemy import SQLAlchemy
+
+    from flask_feathers import primus
+
+    app = Flask('sqla')
+    app.config['SQLALCHEMY_DATABASE_URI'] = f"sqlite:///{tmp_path / 'notes.db'}"
+    db = SQLAlchemy(app)
+
+    class Note(db.Model):
+        id = db.Column(db.Integer, primary_key=True)
+        text = db.Column(db.String(80), nullable=False)
+
+    class Banned(db.Model):
+        word = db.Column(db.String(20), primary_key=True)
+
+    with app.app_context():
+        db.create_all()
+        db.session.add(Banned(word='spam'))
+        db.session.commit()
+
+    api = Feathers(app)
+    api.configure(rest())
+    api.configure(socketio())
+    api.configure(primus({'transformer': 'websockets'}))
+    filtered = []
+
+    class Notes:
+        def find(self, params):
+            return [{'id': n.id, 'text': n.text} for n in db.session.scalars(db.select(Note))]
+
+        def create(self, data, params):
+            note = Note(text=data['text'])
+            db.session.add(note)
+            db.session.commit()
+            return {'id': note.id, 'text': note.text}
+
+        def created(self, data, params):  # a filter, on a dispatcher worker
+            filtered.append(db.session.get(Note, data['id']).text)
+            return data
+
+    def no_banned_words(context):  # a hook reading the database
+        if db.session.get(Banned, context.data.get('text', '')) is not None:
+            raise errors.BadRequest('Banned word')
+    api.use('notes', Notes())
+    api.service('notes').hooks(before={'create': no_banned_words})
+
+    client = app.test_client()
+    assert client.post('/notes', json={'text': 'rest'}).status_code == 201
+    assert client.post('/notes', json={'text': 'spam'}).status_code == 400
+    with realtime_client(api) as sio:
+        assert sio.call('notes', 'create', {'text': 'socketio'})[0] is None
+        assert sio.call('notes', 'create', {'text': 'spam'})[0]['name'] == 'BadRequest'
+        assert [e['text'] for e in sio.received('notes created')] == ['socketio']
+    server = live_server(app)
+    (acks,) = node(f"""
+const Primus = require('primus');
+const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emitter: require('primus-emitter') }} }});
+const primus = new Socket('{server.url}', {{ strategy: false }});
+const call = (...args) => new Promise((resolve) => primus.send(...args, (e, r) => resolve([e, r])));
+(async () => {{
+  const made = await call('notes::create', {{ text: 'primus' }}, {{}});
+  const banned = await call('notes::create', {{ text: 'spam' }}, {{}});
+  out([made, banned[0] && banned[0].name]);
+  primus.end();
+  done();
+}})();
+setTimeout(() => fail('timed out'), 10000);
+""")
+    made, banned = acks
+    assert made[0] is None and made[1]['text'] == 'primus' and banned == 'BadRequest'
+    assert [n['text'] for n in client.get('/notes').get_json()] == ['rest', 'socketio', 'primus']
+    from flask_feathers.testing import wait_for_dispatch
+    wait_for_dispatch(app)
+    # the filter ran once per connected client: the Socket.IO one, then the Primus one
+    assert filtered == ['socketio', 'primus']
