@@ -46,6 +46,7 @@ from ._waits import blocking
 from .channels import Publishers, deliveries
 from .connections import Connection, ConnectionRegistry
 from .encoding import jsonable
+from .hooks import emitting_context
 from .service import caller, invoke, js_falsy, member
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,21 @@ def filter_outcome(result: Any, data: Any) -> Tuple[bool, Any]:
     if js_falsy(result):
         return False, None
     return True, result
+
+
+class EventContext(dict):
+    """What a publisher gets as ``context`` when the call's hook context is not at hand (an event
+    that came over the message queue, or emitted with ``service.emit``): ``path``, ``event``,
+    ``service`` and ``data`` as attributes (and as keys), ``params`` empty."""
+
+    def __init__(self, path: str, event: str, service: Any, data: Any) -> None:
+        super().__init__(path=path, event=event, service=service, data=data)
+        self.path = path
+        self.event = event
+        self.service = service
+        self.data = data
+        self.params: Dict[str, Any] = {}
+        self.method: Optional[str] = None
 
 
 class _Event:
@@ -241,7 +257,13 @@ class Dispatcher:
     def _publish(self, publisher: Callable[..., Any], path: str, event: str, data: Any,
                  wrapped: Any) -> List[Tuple[Any, List[Connection]]]:
         """Run a publisher: the connections it chose, grouped by the payload each gets."""
-        context = {'path': path, 'event': event, 'service': wrapped, 'data': data}
+        hook_context = emitting_context()
+        context: Any
+        if hook_context is not None and hook_context.path == path and \
+                hook_context.event == event:
+            context = hook_context  # the call's own context, as Feathers 5 passes it
+        else:  # an event from a message queue (another process), or emitted by hand
+            context = EventContext(path, event, wrapped, data)
         try:
             pairs = deliveries(publisher(data, context))
         except Exception:

@@ -267,6 +267,34 @@ def _adopt(returned: Any, context: HookContext, hook: Hook) -> None:
                     f'a hook changes the context in place and returns None (or a context)')
 
 
+# -- the context of the events a call emits -----------------------------------------------------
+
+_emitting = threading.local()
+
+
+class emitting:
+    """``with emitting(context):`` while a call's events are emitted on this thread, so the
+    publishers that choose their channels (in this process, without a message queue between) get
+    the call's hook context, as in Feathers 5."""
+
+    __slots__ = ('context', 'previous')
+
+    def __init__(self, context: HookContext) -> None:
+        self.context = context
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_emitting, 'context', None)
+        _emitting.context = self.context
+
+    def __exit__(self, *exc: Any) -> None:
+        _emitting.context = self.previous
+
+
+def emitting_context() -> Optional[HookContext]:
+    """The hook context of the call whose events this thread emits now, if any."""
+    return getattr(_emitting, 'context', None)
+
+
 # -- ready-made hooks ---------------------------------------------------------------------------
 
 def disallow(*providers: str) -> Hook:
@@ -368,5 +396,5 @@ def _validator(schema: Any, name: str) -> Callable[[Any, str], Any]:
     return check_model
 
 
-__all__ = ['HookContext', 'HookStore', 'KINDS', 'disallow', 'protect', 'run', 'validate_data',
-           'validate_query']
+__all__ = ['HookContext', 'HookStore', 'KINDS', 'disallow', 'emitting', 'emitting_context',
+           'protect', 'run', 'validate_data', 'validate_query']

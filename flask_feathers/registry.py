@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import errors
 from .channels import Publishers
 from .events import Publisher, ServiceEvents
-from .hooks import HookContext, HookStore, run as run_hooks
+from .hooks import HookContext, HookStore, emitting, run as run_hooks
 from .service import ARGUMENTS, METHOD_EVENTS, METHODS, invoke, member, service_methods
 
 log = logging.getLogger(__name__)
@@ -171,12 +171,13 @@ class WrappedService(ServiceEvents):
         event = context.event
         if event is not None:
             data = context.dispatch
-            for item in (data if isinstance(data, list) else [data]):
-                try:
-                    self.emit(event, item)
-                except ValueError as exc:  # a hook named an event the service does not declare
-                    log.error('%s; no event sent', exc)
-                    break
+            with emitting(context):  # publishers in this process get the call's context
+                for item in (data if isinstance(data, list) else [data]):
+                    try:
+                        self.emit(event, item)
+                    except ValueError as exc:  # a hook named an event the service lacks
+                        log.error('%s; no event sent', exc)
+                        break
         return context
 
     def _levels(self, method: str) -> List[Any]:

@@ -560,3 +560,36 @@ setTimeout(() => fail('timed out'), 10000);
     wait_for_dispatch(app)
     # the filter ran once per connected client: the Socket.IO one, then the Primus one
     assert filtered == ['socketio', 'primus']
+
+
+def test_publishers_get_the_calls_hook_context(app, api):
+    seen = []
+
+    @api.service('todos').publish('created')
+    def to_callers_company(data, context):
+        seen.append((type(context).__name__, context.method, context.params.get('provider'),
+                     context.params.get('marker'), context.result == data))
+        return api.channel('everybody')
+
+    @api.on('connection')
+    def join(connection):
+        api.channel('everybody').join(connection)
+
+    def mark(context):
+        context.params['marker'] = 'set by a hook'
+    api.service('todos').hooks(before={'create': mark})
+    with realtime_client(api) as client:
+        app.test_client().post('/todos', json={'text': 'a'})
+        assert [e['text'] for e in client.received('todos created')] == ['a']
+    assert seen == [('HookContext', 'create', 'rest', 'set by a hook', True)]
+
+    # an event emitted by hand has no call behind it: a context with path, event and data
+    seen.clear()
+
+    @api.service('todos').publish('patched')
+    def by_hand(data, context):
+        seen.append((context.path, context.event, context['data'], context.params))
+        return None
+    with app.app_context():
+        api.service('todos').emit('patched', {'id': 9})
+    assert seen == [('todos', 'patched', {'id': 9}, {})]
