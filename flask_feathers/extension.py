@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -44,6 +45,12 @@ FEATHERS_MESSAGE_QUEUE_WRITE_ONLY = 'FEATHERS_MESSAGE_QUEUE_WRITE_ONLY'
 #: Socket connections admitted per client address, e.g. ``'20/10s'`` (units s, m, h), counted
 #: over both socket transports; more are refused with TooManyRequests. None: no limit.
 FEATHERS_CONNECT_RATE = 'FEATHERS_CONNECT_RATE'
+#: Socket connections (both transports) one app holds at most in a process; more are refused
+#: with Unavailable (503) before their authorization runs. 0: no cap.
+FEATHERS_MAX_CONNECTIONS = 'FEATHERS_MAX_CONNECTIONS'
+#: Socket connections one client address may hold at most; more are refused with
+#: TooManyRequests (429). None: no cap (behind a proxy every client has the proxy's address).
+FEATHERS_MAX_CONNECTIONS_PER_ADDRESS = 'FEATHERS_MAX_CONNECTIONS_PER_ADDRESS'
 #: Bytes a REST request body may have (Flask's ``MAX_CONTENT_LENGTH`` wins when the app sets it);
 #: a longer one is answered 413 before it is read.
 FEATHERS_MAX_BODY = 'FEATHERS_MAX_BODY'
@@ -66,6 +73,8 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_MESSAGE_QUEUE_WRITE_ONLY: False,
     FEATHERS_CONNECT_RATE: None,
     FEATHERS_MAX_BODY: DEFAULT_MAX_BODY,
+    FEATHERS_MAX_CONNECTIONS: 50000,
+    FEATHERS_MAX_CONNECTIONS_PER_ADDRESS: None,
     FEATHERS_REQUEST_TIMEOUT: DEFAULT_REQUEST_TIMEOUT,
 }
 
@@ -93,6 +102,15 @@ class FeathersState:
                                      context=self.app_context)
         #: named channels of this app's connections (Feathers 5's model)
         self.channels = Channels(self.connections)
+        self.max_connections = int(config[FEATHERS_MAX_CONNECTIONS] or 0)
+        per_address = config[FEATHERS_MAX_CONNECTIONS_PER_ADDRESS]
+        self.max_connections_per_address = int(per_address) if per_address else None
+        #: client address -> socket connections it holds (only counted with a per-address cap)
+        self._by_address: Dict[str, int] = {}
+        self._by_address_lock = threading.Lock()
+        if self.max_connections_per_address:
+            self.connections.on('connection', self._count_address)
+            self.connections.on('disconnect', self._uncount_address)
         self.max_body = int(config[FEATHERS_MAX_BODY])
         if self.max_body < 0:
             raise ValueError(f'FEATHERS_MAX_BODY must be 0 or more bytes, got {self.max_body}')
@@ -128,6 +146,24 @@ class FeathersState:
     def app(self) -> Optional[Flask]:
         """The Flask app this state belongs to (None once it is gone)."""
         return self._app()
+
+    def connections_of(self, address: Optional[str]) -> int:
+        """Socket connections ``address`` holds now (counted with a per-address cap only)."""
+        return self._by_address.get(address or '', 0)
+
+    def _count_address(self, connection: Any) -> None:
+        address = connection.extra.get('address') or ''
+        with self._by_address_lock:
+            self._by_address[address] = self._by_address.get(address, 0) + 1
+
+    def _uncount_address(self, connection: Any) -> None:
+        address = connection.extra.get('address') or ''
+        with self._by_address_lock:
+            left = self._by_address.get(address, 0) - 1
+            if left > 0:
+                self._by_address[address] = left
+            else:
+                self._by_address.pop(address, None)
 
     def app_context(self) -> Any:
         """The app's application context, for work outside a request (filters, Primus calls and

@@ -41,3 +41,17 @@ def test_every_configuration_key_is_documented():
         text = fh.read()
     missing = [key for key in DEFAULTS if f'``{key}``' not in text]
     assert not missing, f'README.rst does not document {missing}'
+
+
+def test_readme_renders_without_errors():
+    # it is also the wheel's long description: a broken table there is a broken project page
+    import io
+
+    import docutils.core
+
+    with open(README, encoding='utf-8') as fh:
+        source = fh.read()
+    problems = io.StringIO()
+    docutils.core.publish_doctree(source, settings_overrides={
+        'report_level': 2, 'halt_level': 5, 'warning_stream': problems})
+    assert problems.getvalue() == '', problems.getvalue()[:2000]

@@ -7,6 +7,7 @@ the Socket.IO CORS default, with python-socketio.
 from __future__ import annotations
 
 import json
+import threading
 import pytest
 import requests
 from flask import Flask
@@ -296,6 +297,47 @@ def test_connect_rate_counts_primus_and_refuses_before_authorizing(rec_server):
         client.close()
     statuses.append(RawPrimus(server.port, token='wrong').ws.status)  # over budget: 429 not 401
     assert statuses == [101, 101, 101, 429]
+
+
+def test_connection_caps_per_process_and_per_address_on_both_transports(rec_server):
+    server, api, recorder = rec_server({'FEATHERS_MAX_CONNECTIONS': 3,
+                                        'FEATHERS_MAX_CONNECTIONS_PER_ADDRESS': 2})
+    first = RawSocketIO(server.port, {'token': TOKEN})
+    second = RawPrimus(server.port)
+    assert first.connected and second.ws.status == 101
+    # this address holds 2: the next is refused with 429 on both transports, before its hooks
+    third = RawSocketIO(server.port, {'token': TOKEN})
+    assert not third.connected
+    assert json.loads(third.connect_answer[1:])['data']['code'] == 429
+    assert RawPrimus(server.port).ws.status == 429
+    third.close()
+    # one leaves: room again
+    first.close()
+
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        client = RawPrimus(server.port)
+        status = client.ws.status
+        client.close()
+        if status == 101:
+            break
+        assert time.monotonic() < deadline, f'still refused ({status}) 10 s after one left'
+        threading.Event().wait(0.05)
+    second.close()
+
+
+def test_the_process_cap_answers_503(rec_server):
+    server, api, recorder = rec_server({'FEATHERS_MAX_CONNECTIONS': 1})
+    held = RawPrimus(server.port)
+    assert held.ws.status == 101
+    refused = RawSocketIO(server.port, {'token': TOKEN})
+    assert not refused.connected
+    answer = json.loads(refused.connect_answer[1:])['data']
+    assert answer['name'] == 'Unavailable' and answer['code'] == 503
+    assert RawPrimus(server.port).ws.status == 503
+    refused.close()
+    held.close()
 
 
 @pytest.mark.parametrize('value', ['x', '0/10s', '5/0s', '5/10parsecs', 5])

@@ -327,7 +327,8 @@ class PrimusServer(EventEmitter):
             log.info('Primus connection from origin %r refused', request.headers.get('Origin'))
             return Response(json.dumps({'error': 'Origin not allowed'}), status=403,
                             mimetype='application/json')
-        too_many = admission.over_connect_rate(self.state.connect_rate, request.remote_addr)
+        too_many = admission.over_connect_rate(self.state.connect_rate, request.remote_addr) or \
+            admission.over_connection_caps(self.state, request.remote_addr)
         if too_many is not None:
             return Response(json.dumps({'error': too_many.message}), status=too_many.code,
                             mimetype='application/json')
@@ -357,6 +358,7 @@ class PrimusServer(EventEmitter):
         connection = Connection(spark.id, PROVIDER, req.feathers, _spark_sender(spark))
         connection.extra['spark'] = spark
         connection.extra['environ'] = req.environ  # the upgrade request: params['headers']
+        connection.extra['address'] = req.remote_addr
         spark.connection = connection
         self.sparks[spark.id] = spark
         self.state.connections.add(connection)

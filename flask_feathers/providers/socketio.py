@@ -350,7 +350,8 @@ class SocketIOProvider:
             sid = flask.request.sid
             feathers: Dict[str, Any] = {'provider': PROVIDER}
             socket = SocketContext(sid, auth, flask.request._get_current_object(), feathers)
-            too_many = admission.over_connect_rate(state.connect_rate, flask.request.remote_addr)
+            too_many = admission.over_connect_rate(state.connect_rate, flask.request.remote_addr) \
+                or admission.over_connection_caps(state, flask.request.remote_addr)
             if too_many is not None:
                 raise ConnectionRefusedError(too_many.message, too_many.to_dict())
             try:
@@ -374,6 +375,7 @@ class SocketIOProvider:
             conn = Connection(sid, PROVIDER, feathers, functools.partial(send, sid))
             # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
             conn.extra['environ'] = flask.request.environ
+            conn.extra['address'] = flask.request.remote_addr
             connections.add(conn)
             return True
 

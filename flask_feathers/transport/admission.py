@@ -35,3 +35,20 @@ def over_connect_rate(rate: Any, address: Optional[str]) -> Optional[errors.Feat
         return None
     log.info('connection from %s refused: over FEATHERS_CONNECT_RATE', address)
     return errors.TooManyRequests('Too many connections from this address; try again later')
+
+
+def over_connection_caps(state: Any, address: Optional[str]) -> Optional[errors.FeathersError]:
+    """Unavailable (503) when the app holds ``FEATHERS_MAX_CONNECTIONS`` socket connections,
+    TooManyRequests (429) when ``address`` holds ``FEATHERS_MAX_CONNECTIONS_PER_ADDRESS``; else
+    None. Checked before the authorization hooks run (a refused client costs no hook call)."""
+    cap = state.max_connections
+    if cap and len(state.connections) >= cap:
+        log.warning('connection from %s refused: %d connections, FEATHERS_MAX_CONNECTIONS', address,
+                    len(state.connections))
+        return errors.Unavailable('This server holds all the connections it may; try another '
+                                  'or later')
+    per_address = state.max_connections_per_address
+    if per_address and state.connections_of(address) >= per_address:
+        log.info('connection from %s refused: over FEATHERS_MAX_CONNECTIONS_PER_ADDRESS', address)
+        return errors.TooManyRequests('Too many connections from this address')
+    return None
