@@ -51,6 +51,9 @@ FEATHERS_MAX_CONNECTIONS = 'FEATHERS_MAX_CONNECTIONS'
 #: Socket connections one client address may hold at most; more are refused with
 #: TooManyRequests (429). None: no cap (behind a proxy every client has the proxy's address).
 FEATHERS_MAX_CONNECTIONS_PER_ADDRESS = 'FEATHERS_MAX_CONNECTIONS_PER_ADDRESS'
+#: Seconds a Socket.IO client has, once its connection opened, to complete its CONNECT (the
+#: ``io.use`` chain included); then it is closed. 0: no limit.
+FEATHERS_HANDSHAKE_TIMEOUT = 'FEATHERS_HANDSHAKE_TIMEOUT'
 #: Bytes a REST request body may have (Flask's ``MAX_CONTENT_LENGTH`` wins when the app sets it);
 #: a longer one is answered 413 before it is read.
 FEATHERS_MAX_BODY = 'FEATHERS_MAX_BODY'
@@ -74,6 +77,7 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_CONNECT_RATE: None,
     FEATHERS_MAX_BODY: DEFAULT_MAX_BODY,
     FEATHERS_MAX_CONNECTIONS: 50000,
+    FEATHERS_HANDSHAKE_TIMEOUT: 30.0,
     FEATHERS_MAX_CONNECTIONS_PER_ADDRESS: None,
     FEATHERS_REQUEST_TIMEOUT: DEFAULT_REQUEST_TIMEOUT,
 }
@@ -103,6 +107,7 @@ class FeathersState:
         #: named channels of this app's connections (Feathers 5's model)
         self.channels = Channels(self.connections)
         self.max_connections = int(config[FEATHERS_MAX_CONNECTIONS] or 0)
+        self.handshake_timeout = float(config[FEATHERS_HANDSHAKE_TIMEOUT] or 0)
         per_address = config[FEATHERS_MAX_CONNECTIONS_PER_ADDRESS]
         self.max_connections_per_address = int(per_address) if per_address else None
         #: client address -> socket connections it holds (only counted with a per-address cap)

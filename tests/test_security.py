@@ -381,3 +381,42 @@ def test_crashing_auth_hooks_do_not_leak_their_message(live_server, debug):
     for message in answers:
         assert ('hunter2' in message) is debug, message
     # A FeathersError handed to next()/done() keeps its message (the seed's NotAuthenticated).
+
+
+def test_a_socketio_client_that_never_connects_a_namespace_is_closed(live_server):
+    import simple_websocket
+
+    app = Flask('handshake')
+    app.config['FEATHERS_HANDSHAKE_TIMEOUT'] = 1
+    api = Feathers(app)
+    api.configure(socketio())
+    server = live_server(app)
+    silent = simple_websocket.Client.connect(
+        f'ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket')
+    polite = simple_websocket.Client.connect(
+        f'ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket')
+    try:
+        assert silent.receive(timeout=10).startswith('0{')  # engine.io OPEN
+        assert polite.receive(timeout=10).startswith('0{')
+        polite.send('40')  # Socket.IO CONNECT to "/"
+        assert polite.receive(timeout=10).startswith('40')
+        # the silent one is closed after the time-out (bounded wait: 20 s); the other stays
+        closed = False
+        for _ in range(200):
+            try:
+                packet = silent.receive(timeout=0.1)
+            except simple_websocket.ConnectionClosed:
+                closed = True
+                break
+            if packet is None and not silent.connected:
+                closed = True
+                break
+        assert closed, 'a client that never sent CONNECT was still open after 20 s'
+        assert polite.connected
+    finally:
+        for ws in (silent, polite):
+            try:
+                ws.close()
+            except simple_websocket.ConnectionClosed:
+                pass  # closed by the server already
+        api.close()

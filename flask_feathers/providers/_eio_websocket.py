@@ -300,14 +300,34 @@ def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> Non
     eio._async = table
     connect = eio.handlers.get('connect')
 
+    timeout = getattr(owner, 'handshake_timeout', None)
+
     def on_connect(sid: str, environ: Any, *args: Any) -> Any:
         # engine.io made the socket just now and calls schedule_ping() next: from here on it
         # is ours (it holds no state of its own that the class change could lose).
         sock = eio.sockets.get(sid)
         if type(sock) is eio_socket_module.Socket:
             sock.__class__ = socket_class
+        if timeout:
+            hub.call_later(timeout, hub.workers.submit, _close_unless_connected, io.server,
+                           sid, timeout)
         return connect(sid, environ, *args) if connect is not None else True
     eio.handlers['connect'] = on_connect
+
+
+def _close_unless_connected(server: Any, eio_sid: str, timeout: float) -> None:
+    """A client whose engine.io connection opened but that joined no Socket.IO namespace (its
+    CONNECT, and the ``io.use`` chain, done) within ``timeout`` seconds is closed: an open socket
+    that never says who it is costs the server for nothing."""
+    sock = server.eio.sockets.get(eio_sid)
+    if sock is None or sock.closed:
+        return
+    manager = server.manager
+    for namespace in list(manager.get_namespaces()):
+        if manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            return
+    log.info('closed a Socket.IO client that joined no namespace within %g s', timeout)
+    sock.close(wait=False, abort=True)
 
 
 def _stock_websocket(base: type, compression: bool) -> type:
