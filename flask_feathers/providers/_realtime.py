@@ -60,13 +60,9 @@ def parse_call(event: str, args: Sequence[Any]) -> Call:
 
     :raises errors.FeathersError: BadRequest, NotFound or MethodNotAllowed for a malformed call.
     """
-    if LEGACY_SEPARATOR in event:
-        path, _, method = event.rpartition(LEGACY_SEPARATOR)
-    else:
-        if not args or not isinstance(args[0], str):
-            raise errors.BadRequest(f'`{event}` needs the service path as its first argument')
-        path, method, args = args[0], event, args[1:]
-    path = path.strip('/')
+    path, method = call_target(event, args)
+    if LEGACY_SEPARATOR not in event:
+        args = args[1:]  # the modern dialect's first argument was the path
     if method not in METHODS:
         return _custom_call(path, method, args)
     position = PARAMS_POSITION[method]
