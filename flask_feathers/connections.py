@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,13 @@ class Connection:
 
     def __repr__(self) -> str:
         return f'<Connection {self.provider}:{self.id}>'
+
+    def disconnect(self) -> None:
+        """Close this client's socket (its transport's own close: a Socket.IO disconnect, a
+        Primus end); nothing when it is gone already."""
+        close = self.extra.get('disconnect')
+        if close is not None and self.connected:
+            close()
 
 
 class ConnectionRegistry:
@@ -116,6 +123,22 @@ _RATE = re.compile(r'^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(s|sec|m|min|h|hour)?\s*$')
 _UNITS = {None: 1.0, 's': 1.0, 'sec': 1.0, 'm': 60.0, 'min': 60.0, 'h': 3600.0, 'hour': 3600.0}
 
 
+def parse_rate(rate: Any, setting: str, what: str = 'attempts') -> Tuple[int, float]:
+    """``(count, window seconds)`` of a rate setting like ``'20/10s'``, ``'100/m'``, ``'1000/h'``.
+
+    :raises ValueError: naming ``setting`` when ``rate`` is malformed.
+    """
+    match = _RATE.match(rate) if isinstance(rate, str) else None
+    count = int(match.group(1)) if match else 0
+    number = match.group(2) if match else ''
+    window = (float(number) if number not in ('', '.') else 1.0) * _UNITS[match.group(3)] \
+        if match else 0.0
+    if count < 1 or window <= 0:
+        raise ValueError(f"{setting} must look like '20/10s' ({what} per window; units s, m, "
+                         f"h), got {rate!r}")
+    return count, window
+
+
 class ConnectRate:
     """At most ``count`` admitted connections per client address in any ``window`` seconds.
 
@@ -127,14 +150,7 @@ class ConnectRate:
     """
 
     def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic) -> None:
-        match = _RATE.match(rate) if isinstance(rate, str) else None
-        count = int(match.group(1)) if match else 0
-        number = match.group(2) if match else ''
-        window = (float(number) if number not in ('', '.') else 1.0) * _UNITS[match.group(3)] \
-            if match else 0.0
-        if count < 1 or window <= 0:
-            raise ValueError(f"FEATHERS_CONNECT_RATE must look like '20/10s' (connections per "
-                             f"window; units s, m, h), got {rate!r}")
+        count, window = parse_rate(rate, 'FEATHERS_CONNECT_RATE', 'connections')
         self.count, self.window, self._clock = count, window, clock
         self._seen: Dict[str, Deque[float]] = {}
         self._lock = threading.Lock()

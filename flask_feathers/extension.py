@@ -7,6 +7,7 @@ every app it is initialised on.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import threading
 import weakref
@@ -64,6 +65,15 @@ DEFAULT_MAX_BODY = 1024 * 1024
 FEATHERS_REQUEST_TIMEOUT = 'FEATHERS_REQUEST_TIMEOUT'
 DEFAULT_REQUEST_TIMEOUT = 60.0
 
+#: The authentication settings (a dict: ``secret``, ``entity``, ``service``, ``authStrategies``,
+#: ``jwtOptions``, ``local``...), read by :class:`flask_feathers.authentication.AuthenticationService`.
+FEATHERS_AUTHENTICATION = 'FEATHERS_AUTHENTICATION'
+#: Failed sign-ins allowed per username in a window (``'10/m'``); more answer TooManyRequests.
+FEATHERS_LOGIN_RATE = 'FEATHERS_LOGIN_RATE'
+#: Failed sign-ins allowed per client address in a window; behind a proxy, the address is the
+#: proxy's unless the app trusts its ``X-Forwarded-For`` (Werkzeug's ``ProxyFix``).
+FEATHERS_LOGIN_RATE_PER_ADDRESS = 'FEATHERS_LOGIN_RATE_PER_ADDRESS'
+
 #: Every configuration key with its default.
 DEFAULTS: Dict[str, Any] = {
     FEATHERS_CALLBACK_TIMEOUT: DEFAULT_CALLBACK_TIMEOUT,
@@ -80,9 +90,30 @@ DEFAULTS: Dict[str, Any] = {
     FEATHERS_HANDSHAKE_TIMEOUT: 30.0,
     FEATHERS_MAX_CONNECTIONS_PER_ADDRESS: None,
     FEATHERS_REQUEST_TIMEOUT: DEFAULT_REQUEST_TIMEOUT,
+    FEATHERS_AUTHENTICATION: None,
+    FEATHERS_LOGIN_RATE: '10/m',
+    FEATHERS_LOGIN_RATE_PER_ADDRESS: '30/m',
 }
 
 Provider = Any  # an object with ``attach(api, state)``
+
+#: App events besides 'connection' / 'disconnect' (the authentication service emits them).
+APP_EVENTS = ('login', 'logout')
+
+
+def _positional_count(fn: Callable[..., Any], most: int) -> int:
+    """How many positional arguments ``fn`` takes, at most ``most`` (all of them for *args)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return most
+    count = 0
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            return most
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return min(count, most)
 
 #: Fan-out paths starting with this carry providers' own broadcasts, not service events.
 BROADCAST_PREFIX = ':'
@@ -249,6 +280,8 @@ class Feathers:
         #: (path, spec, kinds) of service hooks on services registered for every app
         self._service_hooks: List[tuple] = []
         self._connection_listeners: List[tuple] = []
+        #: 'login' / 'logout' -> listeners (see emit())
+        self._app_listeners: Dict[str, List[Callable[..., Any]]] = {}
         # Services registered before init_app live here; the first app adopts it.
         self._pending = self._new_application()
         if app is not None:
@@ -398,18 +431,38 @@ class Feathers:
         return fn if fn is not None else event
 
     def on(self, event: str, fn: Optional[Callable[..., Any]] = None) -> Any:
-        """``api.on('connection', fn)`` / ``api.on('disconnect', fn)``: every socket connection of
-        both transports, as the :class:`~flask_feathers.connections.Connection` whose ``params``
-        the authorization hook filled. A leaving connection leaves every channel by itself."""
+        """Listen to an app event; usable as a decorator.
+
+        - ``'connection'`` / ``'disconnect'``: every socket connection of both transports, as the
+          :class:`~flask_feathers.connections.Connection` whose ``params`` the authorization hook
+          filled. A leaving connection leaves every channel by itself.
+        - ``'login'`` / ``'logout'``: a client signed in or out through the authentication
+          service, as ``fn(result, params, context)`` (Feathers 5's app events), e.g. to move
+          ``params['connection']`` between channels. A listener may take fewer arguments.
+        """
         if fn is None:
             return lambda f: (self.on(event, f), f)[1]
+        if event in APP_EVENTS:
+            self._app_listeners.setdefault(event, []).append(fn)
+            return fn
         if event not in ('connection', 'disconnect'):
-            raise ValueError(f"api.on() takes 'connection' or 'disconnect', not {event!r}; "
-                             f"service events are api.service(path).on(event, fn)")
+            raise ValueError(f"api.on() takes 'connection', 'disconnect', 'login' or 'logout', "
+                             f"not {event!r}; service events are api.service(path).on(event, fn)")
         self._connection_listeners.append((event, fn))
         for state in self._states:
             state.connections.on(event, fn)
         return fn
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Run the ``'login'`` / ``'logout'`` listeners with ``args`` (a listener that raises is
+        logged; the others still run)."""
+        if event not in APP_EVENTS:
+            raise ValueError(f"api.emit() takes 'login' or 'logout', not {event!r}")
+        for fn in list(self._app_listeners.get(event, ())):
+            try:
+                fn(*args[:_positional_count(fn, len(args))])
+            except Exception:
+                log.exception('%r listener %r raised', event, fn)
 
     # -- providers' objects ---------------------------------------------------------------------
     @property

@@ -251,6 +251,10 @@ class Application:
         self.owner: Any = self
         #: app hooks: around every service's own
         self.hook_store = HookStore('the app', lambda: METHODS)
+        #: the path of the first authentication service registered (Feathers 5's
+        #: ``app.defaultAuthentication()``): REST and socket handshakes parse the Authorization
+        #: header with it, the ``authenticate`` hook verifies with it
+        self.default_authentication: Optional[str] = None
 
     # -- registration -------------------------------------------------------------------------
     def use(self, path: str, service: Any, methods: Optional[Sequence[str]] = None,
@@ -268,6 +272,9 @@ class Application:
                 log.warning('service %r registered again; the new one replaces the old', stripped)
             self.services[stripped] = wrapped
             self._index_patterns()
+            if getattr(service, 'is_authentication_service', False) and \
+                    self.lookup(self.default_authentication or '') is None:
+                self.default_authentication = stripped
             hooks = list(self._registered_hooks)
             setup_now = self._setup_done
         for hook in hooks:
@@ -321,6 +328,11 @@ class Application:
                     if '/:' in path]
         patterns.sort(key=lambda item: -sum(not s.startswith(':') for s in item[0]))
         self._patterns = patterns
+
+    def authentication(self) -> Optional[WrappedService]:
+        """The default authentication service (wrapped), or None when there is none."""
+        path = self.default_authentication
+        return self.services.get(path) if path is not None else None
 
     def on_registered(self, hook: Callable[[str, WrappedService], None]) -> None:
         """Call ``hook(path, wrapped)`` for every service, now and when registered later."""

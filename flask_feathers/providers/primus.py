@@ -359,6 +359,14 @@ class PrimusServer(EventEmitter):
         connection.extra['spark'] = spark
         connection.extra['environ'] = req.environ  # the upgrade request: params['headers']
         connection.extra['address'] = req.remote_addr
+        connection.extra['disconnect'] = spark.end
+        try:  # Authorization: Bearer <token> on the upgrade request signs the connection in
+            admission.authenticate_handshake(self.application, connection,
+                                             _realtime.headers_of(req.environ))
+        except Exception as exc:
+            log.info('Primus connection refused: %r', exc)
+            return Response(json.dumps({'error': admission.refusal_message(
+                exc, self.application.debug)}), status=401, mimetype='application/json')
         spark.connection = connection
         self.sparks[spark.id] = spark
         self.state.connections.add(connection)

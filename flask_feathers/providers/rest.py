@@ -120,6 +120,11 @@ class RestProvider:
                                   'headers': {k.lower(): v for k, v in request.headers.items()}}
         if route:
             params['route'] = route  # users/:userId/messages -> {'userId': '42'}
+        auth = application.authentication()
+        if auth is not None:  # Authorization: Bearer <token> (docs/authentication.rst)
+            found = auth.service.parse(params['headers'])
+            if found is not None:
+                params['authentication'] = found
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch') or custom:

@@ -354,10 +354,19 @@ class SocketIOProvider:
                 or admission.over_connection_caps(state, flask.request.remote_addr)
             if too_many is not None:
                 raise ConnectionRefusedError(too_many.message, too_many.to_dict())
+            conn = Connection(sid, PROVIDER, feathers, functools.partial(send, sid))
+            # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
+            conn.extra['environ'] = flask.request.environ
+            conn.extra['address'] = flask.request.remote_addr
+            conn.extra['disconnect'] = functools.partial(io.server.disconnect, sid,
+                                                         namespace=NAMESPACE)
             try:
                 for middleware in io.middleware:
                     invoke(middleware, (socket,), application.callback_timeout,
                            label='io.use middleware')
+                # Authorization: Bearer <token> on the handshake signs the connection in
+                admission.authenticate_handshake(application, conn,
+                                                 _realtime.headers_of(conn.extra['environ']))
                 _store_on_session(feathers)  # before the app's own connect handlers read it
                 for handler in io._user_handlers['connect']:
                     result = handler(auth) if _accepts_argument(handler) else handler()
@@ -372,10 +381,6 @@ class SocketIOProvider:
                 message = admission.refusal_message(exc, application.debug)
                 raise ConnectionRefusedError(message, data) if data is not None \
                     else ConnectionRefusedError(message) from None
-            conn = Connection(sid, PROVIDER, feathers, functools.partial(send, sid))
-            # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
-            conn.extra['environ'] = flask.request.environ
-            conn.extra['address'] = flask.request.remote_addr
             connections.add(conn)
             return True
 

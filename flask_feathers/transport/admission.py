@@ -52,3 +52,12 @@ def over_connection_caps(state: Any, address: Optional[str]) -> Optional[errors.
         log.info('connection from %s refused: over FEATHERS_MAX_CONNECTIONS_PER_ADDRESS', address)
         return errors.TooManyRequests('Too many connections from this address')
     return None
+
+
+def authenticate_handshake(application: Any, connection: Any, headers: Dict[str, str]) -> None:
+    """Sign ``connection`` in when its handshake (Socket.IO) or upgrade request (Primus) carries
+    an ``Authorization`` header and the app has an authentication service; a bad token raises
+    NotAuthenticated, which refuses the connection."""
+    wrapped = application.authentication()
+    if wrapped is not None and 'authorization' in headers:
+        wrapped.service.authenticate_connection(wrapped, connection, headers)

@@ -1,0 +1,478 @@
+"""The authentication service: sign-in with strategies, access tokens (JWT), connection login.
+
+Wire behaviour as Feathers 5's ``@feathersjs/authentication`` (docs/protocol.rst, section
+"Authentication"): ``create`` on the service answers ``{accessToken, authentication: {strategy,
+payload}, user}``; ``remove`` signs out; a socket that signs in keeps ``user`` and
+``authentication`` in its params until it signs out, disconnects or its token expires.
+"""
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import logging
+import re
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from .. import errors
+
+log = logging.getLogger(__name__)
+
+try:
+    import jwt as _jwt
+except ImportError:  # pragma: no cover - the extra is missing
+    _jwt = None
+
+#: The settings key in ``app.config``.
+CONFIG_KEY = 'FEATHERS_AUTHENTICATION'
+
+#: Defaults under the app's settings (``jwtOptions`` is merged key by key).
+DEFAULT_OPTIONS: Dict[str, Any] = {
+    'authStrategies': [],
+    'entity': 'user',
+    'jwtOptions': {
+        'header': {'typ': 'access'},
+        'audience': 'https://yourdomain.com',
+        'issuer': 'feathers',
+        'algorithm': 'HS256',
+        'expiresIn': '1d',
+    },
+}
+
+#: The ``ms``-style durations of ``expiresIn`` / ``notBefore``: a number is seconds, a string
+#: is a number with a unit (``'1d'``, ``'2 hours'``, ``'90s'``); a bare string number is ms.
+_DURATION = re.compile(r'^\s*(-?\d*\.?\d+)\s*(ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|'
+                       r'minutes?|h|hrs?|hours?|d|days?|w|weeks?|y|yrs?|years?)?\s*$', re.I)
+_UNIT_SECONDS = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800,
+                 'y': 31557600}
+
+
+def duration_seconds(value: Any, name: str = 'expiresIn') -> float:
+    """Seconds of a JWT duration option (see :data:`_DURATION`)."""
+    if isinstance(value, bool):
+        raise ValueError(f'jwtOptions.{name} must be a number of seconds or a string like '
+                         f"'1d', got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'jwtOptions.{name} must be a number of seconds or a string like '
+                         f"'1d', '12h', '90s', got {value!r}")
+    number, unit = float(match.group(1)), (match.group(2) or 'ms').lower()
+    key = 'ms' if unit.startswith('ms') or unit.startswith('milli') else unit[0]
+    return number * _UNIT_SECONDS[key]
+
+
+def _merge(base: Dict[str, Any], extra: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``base`` with ``extra`` merged in, dicts key by key (a copy; neither is changed)."""
+    merged = copy.deepcopy(base)
+    for key, value in (extra or {}).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _need_jwt() -> Any:
+    if _jwt is None:  # pragma: no cover - the extra is missing
+        raise ImportError('flask_feathers.authentication needs PyJWT and bcrypt: '
+                          'pip install "flask-feathers[auth]" (from a checkout: '
+                          'pip install -e ".[auth]")')
+    return _jwt
+
+
+class AuthenticationBaseStrategy:
+    """What strategies share: their name, the service they belong to and their settings (the
+    authentication settings' section named like the strategy, e.g. ``'local'``)."""
+
+    name: str = ''
+    authentication: 'AuthenticationService'
+
+    def set_up(self, authentication: 'AuthenticationService', name: str) -> None:
+        self.authentication = authentication
+        self.name = name
+
+    @property
+    def configuration(self) -> Dict[str, Any]:
+        return dict(self.authentication.configuration.get(self.name) or {})
+
+    def verify_configuration(self) -> None:
+        """Raise ValueError for settings the strategy cannot work with (at registration)."""
+
+    def entity_service(self) -> Any:
+        """The wrapped entity service (``users``), or None when ``service`` is not set."""
+        config = self.authentication.configuration
+        path = config.get('service')
+        if not path:
+            return None
+        return self.authentication.app.service(path)
+
+    def entity_id_field(self) -> str:
+        config = self.authentication.configuration
+        service = self.entity_service()
+        return config.get('entityId') or getattr(service, 'id', None) or 'id'
+
+    def entity_for_client(self, entity_id: Any, entity: Any, params: Dict[str, Any]) -> Any:
+        """``entity`` as the entity service sends it to the caller of ``params``: for a client
+        call, the service's ``get`` with the client's params through its hooks (so ``protect``
+        and other after hooks apply); for an internal call, ``entity`` unchanged."""
+        if not params.get('provider'):
+            return entity
+        service = self.entity_service()
+        config = self.authentication.configuration
+        get_params = dict(params, query={}, authenticated=True)
+        get_params[config.get('entity') or 'user'] = entity
+        try:
+            return service.call_context('get', (entity_id,), get_params).dispatch
+        except errors.NotFound:
+            raise errors.NotAuthenticated('Could not find the signed-in entity') from None
+
+
+class _ExpiryTimers:
+    """One thread that disconnects socket connections whose access token expired (a heap of
+    deadlines; cancelling one is O(1), the heap is compacted when half of it is stale)."""
+
+    def __init__(self) -> None:
+        self._heap: List[Tuple[float, int, Any]] = []
+        self._current: Dict[int, int] = {}  # id(connection) -> sequence of its live deadline
+        self._refs: Dict[int, Any] = {}
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+
+    def schedule(self, connection: Any, deadline: float, fire: Callable[[Any], None]) -> None:
+        key, seq = id(connection), next(self._seq)
+        with self._cond:
+            self._current[key] = seq
+            self._refs[key] = (weakref.ref(connection), fire)
+            heapq.heappush(self._heap, (deadline, seq, key))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name='flask-feathers-token-expiry')
+                self._thread.start()
+            self._cond.notify()
+
+    def cancel(self, connection: Any) -> None:
+        key = id(connection)
+        with self._cond:
+            if self._current.pop(key, None) is not None:
+                self._refs.pop(key, None)
+                if len(self._heap) > 64 and len(self._heap) > 2 * len(self._current):
+                    self._heap = [entry for entry in self._heap
+                                  if self._current.get(entry[2]) == entry[1]]
+                    heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._current.get(self._heap[0][2]) != self._heap[0][1]:
+                        heapq.heappop(self._heap)  # cancelled or rescheduled
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.time()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                _, _, key = heapq.heappop(self._heap)
+                del self._current[key]
+                ref, fire = self._refs.pop(key)
+            connection = ref()
+            if connection is not None:
+                try:
+                    fire(connection)
+                except Exception:
+                    log.exception('disconnecting %r after its token expired failed', connection)
+
+
+#: Every authentication service's expiry deadlines.
+expiry_timers = _ExpiryTimers()
+
+
+class AuthenticationService:
+    """Feathers 5's authentication service: ``api.use('authentication', AuthenticationService(api))``.
+
+    :param api: the :class:`~flask_feathers.Feathers` extension (before or after ``init_app``).
+    :param config_key: where the settings live in ``app.config``.
+    :param options: settings merged over the app's (handy in tests and app factories).
+
+    Settings (``app.config['FEATHERS_AUTHENTICATION']``, Feathers' names): ``secret`` (required,
+    a string), ``entity`` (``'user'``; None for no entity), ``service`` (the entity service's
+    path), ``entityId`` (its id field; else the service's ``id`` attribute, else ``'id'``),
+    ``authStrategies`` (the strategies ``create`` accepts), ``parseStrategies`` (those read from
+    an ``Authorization`` header; default ``authStrategies``), ``jwtOptions`` (``header``,
+    ``audience``, ``issuer``, ``algorithm``, ``expiresIn``, ``notBefore``; merged over
+    Feathers' defaults) and one section per strategy (``local``, ``jwt``).
+    """
+
+    #: tells the registry this service is an authentication service (see Application.use)
+    is_authentication_service = True
+
+    def __init__(self, api: Any, config_key: str = CONFIG_KEY,
+                 options: Optional[Mapping[str, Any]] = None) -> None:
+        if api is None or not callable(getattr(api, 'use', None)):
+            raise TypeError('AuthenticationService(api) needs the Feathers extension object')
+        _need_jwt()
+        self.app = api
+        self.config_key = config_key
+        self.options = dict(options or {})
+        self.strategies: Dict[str, Any] = {}
+        self._listening = False
+
+    def __repr__(self) -> str:
+        return f'<AuthenticationService strategies={sorted(self.strategies)}>'
+
+    # -- settings and strategies ------------------------------------------------------------------
+    @property
+    def configuration(self) -> Dict[str, Any]:
+        """The settings: Feathers' defaults, then the app's ``config_key`` entry, then
+        ``options``."""
+        from flask import current_app, has_app_context
+        app_settings: Any = None
+        if has_app_context():
+            app_settings = current_app.config.get(self.config_key)
+        else:
+            state = self.app._current(required=False)
+            flask_app = state.app if state is not None else None
+            if flask_app is not None:
+                app_settings = flask_app.config.get(self.config_key)
+        if app_settings is not None and not isinstance(app_settings, Mapping):
+            raise TypeError(f'app.config[{self.config_key!r}] must be a dict of settings, got '
+                            f'{type(app_settings).__name__}')
+        return _merge(_merge(DEFAULT_OPTIONS, app_settings), self.options)
+
+    def register(self, name: str, strategy: Any) -> None:
+        """Add ``strategy`` under ``name`` (``'jwt'``, ``'local'``...)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f'a strategy name is a non-empty string, got {name!r}')
+        if not callable(getattr(strategy, 'authenticate', None)):
+            raise TypeError(f'strategy {name!r} needs an authenticate(data, params) method')
+        set_up = getattr(strategy, 'set_up', None)
+        if set_up is not None:
+            set_up(self, name)
+        self.strategies[name] = strategy
+
+    def get_strategy(self, name: str) -> Any:
+        return self.strategies.get(name)
+
+    def get_strategies(self, *names: str) -> List[Any]:
+        return [self.strategies[name] for name in names if name in self.strategies]
+
+    def _secret(self, override: Optional[str] = None) -> str:
+        secret = override or self.configuration.get('secret')
+        if not isinstance(secret, str) or not secret:
+            raise errors.GeneralError('The authentication settings have no secret')
+        return secret
+
+    # -- tokens ------------------------------------------------------------------------------------
+    def create_access_token(self, payload: Mapping[str, Any],
+                            jwt_options: Optional[Mapping[str, Any]] = None,
+                            secret: Optional[str] = None) -> str:
+        """A signed JWT of ``payload`` with the claims of ``jwtOptions`` (merged with
+        ``jwt_options``): ``iat``, ``exp``, ``aud``, ``iss``, ``sub``, ``jti`` (a new UUID)."""
+        options = _merge(self.configuration['jwtOptions'], jwt_options)
+        claims = dict(payload)
+        now = int(time.time())
+        claims.setdefault('iat', now)
+        if options.get('expiresIn') is not None:
+            claims['exp'] = claims['iat'] + int(duration_seconds(options['expiresIn']))
+        if options.get('notBefore') is not None:
+            claims['nbf'] = claims['iat'] + int(duration_seconds(options['notBefore'],
+                                                                 'notBefore'))
+        for option, claim in (('audience', 'aud'), ('issuer', 'iss'), ('subject', 'sub')):
+            if options.get(option) is not None:
+                claims[claim] = options[option]
+        claims['jti'] = options.get('jwtid') or str(uuid.uuid4())
+        header = {key: value for key, value in (options.get('header') or {}).items()
+                  if key != 'alg'}
+        return _need_jwt().encode(claims, self._secret(secret),
+                                  algorithm=options.get('algorithm') or 'HS256', headers=header)
+
+    def verify_access_token(self, token: Any, jwt_options: Optional[Mapping[str, Any]] = None,
+                            secret: Optional[str] = None) -> Dict[str, Any]:
+        """The payload of a valid token; NotAuthenticated (with jsonwebtoken's message) for a
+        bad, forged or expired one."""
+        jwt = _need_jwt()
+        if not isinstance(token, str) or not token:
+            raise errors.NotAuthenticated('jwt must be provided')
+        options = _merge(self.configuration['jwtOptions'], jwt_options)
+        algorithms = options.get('algorithms') or options.get('algorithm') or 'HS256'
+        if isinstance(algorithms, str):
+            algorithms = [algorithms]
+        try:
+            return jwt.decode(token, self._secret(secret), algorithms=list(algorithms),
+                              audience=options.get('audience'), issuer=options.get('issuer'),
+                              options={'verify_aud': options.get('audience') is not None})
+        except jwt.ExpiredSignatureError:
+            raise errors.NotAuthenticated('jwt expired') from None
+        except jwt.InvalidSignatureError:
+            raise errors.NotAuthenticated('invalid signature') from None
+        except jwt.InvalidAlgorithmError:
+            raise errors.NotAuthenticated('invalid algorithm') from None
+        except jwt.InvalidAudienceError:
+            raise errors.NotAuthenticated('jwt audience invalid') from None
+        except jwt.InvalidIssuerError:
+            raise errors.NotAuthenticated('jwt issuer invalid') from None
+        except jwt.ImmatureSignatureError:
+            raise errors.NotAuthenticated('jwt not active') from None
+        except jwt.PyJWTError:
+            raise errors.NotAuthenticated('jwt malformed') from None
+
+    # -- authenticating ------------------------------------------------------------------------
+    def authenticate(self, authentication: Any, params: Dict[str, Any], *allowed: str
+                     ) -> Dict[str, Any]:
+        """Run the strategy ``authentication['strategy']`` names, if it is one of ``allowed``."""
+        strategy_name = authentication.get('strategy') if isinstance(authentication, Mapping) \
+            else None
+        strategy = self.strategies.get(strategy_name) if isinstance(strategy_name, str) else None
+        if strategy is None or strategy_name not in allowed:
+            detail = ' (no `strategy` set)' if not strategy_name else \
+                ' (strategy not allowed in authStrategies)' if strategy_name not in allowed else ''
+            raise errors.NotAuthenticated('Invalid authentication information' + detail)
+        return strategy.authenticate(authentication, dict(params, authenticated=True))
+
+    def parse(self, headers: Mapping[str, Any], *names: str) -> Optional[Dict[str, Any]]:
+        """The authentication a request's headers carry (``Authorization: Bearer <token>``), for
+        the first of ``names`` whose strategy parses headers; None without any."""
+        if not names:
+            config = self.configuration
+            names = tuple(config.get('parseStrategies') or config.get('authStrategies') or ())
+        for strategy in self.get_strategies(*names):
+            parse = getattr(strategy, 'parse', None)
+            if parse is not None:
+                found = parse(headers)
+                if found is not None:
+                    return found
+        return None
+
+    def get_payload(self, auth_result: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+        """The token's own payload (``params['payload']`` or empty); override to add claims."""
+        return dict(params.get('payload') or {})
+
+    def get_token_options(self, auth_result: Dict[str, Any], params: Dict[str, Any]
+                          ) -> Dict[str, Any]:
+        """JWT options for this sign-in: the subject is the entity's id as a string."""
+        config = self.configuration
+        options = _merge(params.get('jwtOptions') or {}, params.get('jwt'))
+        entity = config.get('entity')
+        value = auth_result.get(entity) if config.get('service') and entity else None
+        if value and not options.get('subject'):
+            field = config.get('entityId') or getattr(self.app.service(config['service']),
+                                                      'id', None) or 'id'
+            subject = value.get(field) if isinstance(value, Mapping) else None
+            if subject is None:
+                raise errors.NotAuthenticated(f'Can not set subject from {entity}.{field}')
+            options['subject'] = str(subject)
+        return options
+
+    # -- the service methods -------------------------------------------------------------------
+    def create(self, data: Any, params: Dict[str, Any]) -> Dict[str, Any]:
+        """Sign in: ``{strategy, ...}`` -> ``{accessToken, authentication, user}``."""
+        if not isinstance(data, Mapping):
+            raise errors.BadRequest('Sign in with an object like {"strategy": "local", ...}')
+        strategies = params.get('authStrategies') or self.configuration.get('authStrategies')
+        if not strategies:
+            raise errors.NotAuthenticated('No authentication strategies allowed for creating a '
+                                          'JWT (`authStrategies`)')
+        auth_result = self.authenticate(data, params, *strategies)
+        if auth_result.get('accessToken'):
+            return auth_result
+        payload = self.get_payload(auth_result, params)
+        options = self.get_token_options(auth_result, params)
+        token = self.create_access_token(payload, options, params.get('secret'))
+        authentication = dict(auth_result.get('authentication') or {})
+        authentication['payload'] = _need_jwt().decode(token, options={'verify_signature': False})
+        return {'accessToken': token, **auth_result, 'authentication': authentication}
+
+    def remove(self, id: Any, params: Dict[str, Any]) -> Dict[str, Any]:
+        """Sign out: verifies the caller's authentication (``id``, when given, must be its
+        access token) and answers it."""
+        authentication = params.get('authentication')
+        if not isinstance(authentication, Mapping):
+            raise errors.NotAuthenticated('Not authenticated')
+        if id is not None and id != authentication.get('accessToken'):
+            raise errors.NotAuthenticated('Invalid access token')
+        return self.authenticate(authentication, params,
+                                 *(self.configuration.get('authStrategies') or ()))
+
+    def setup(self, app: Any, path: str) -> None:
+        """Check the settings, and hook sign-in and sign-out on the service at ``path``."""
+        config = self.configuration
+        if not isinstance(config.get('secret'), str) or not config['secret']:
+            raise ValueError(f"the authentication settings (app.config[{self.config_key!r}]) "
+                             f"need a 'secret' string")
+        if config.get('entity') is not None:
+            if not config.get('service'):
+                raise ValueError("the authentication settings need 'service' (the path of the "
+                                 "users service), or 'entity': None")
+            application = app._application()
+            if application.lookup(str(config['service']).strip('/')) is None:
+                raise ValueError(f"the authentication settings name the service "
+                                 f"{config['service']!r}, which is not registered")
+        for strategy in self.strategies.values():
+            verify = getattr(strategy, 'verify_configuration', None)
+            if verify is not None:
+                verify()
+        wrapped = app._application().lookup(path)
+        if wrapped is not None:
+            # Straight onto this app's service (not recorded for replay: setup runs per app).
+            wrapped._hooks.register(around={'create': [self._connection_hook('login')],
+                                            'remove': [self._connection_hook('logout')]})
+        if not self._listening:
+            self._listening = True
+            app.on('disconnect', self._on_disconnect)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connection_hook(self, event: str) -> Callable[..., None]:
+        def authentication_events(context: Any, next: Callable[[], Any]) -> None:
+            next()
+            context.event = None  # sign-ins are never broadcast
+            params = context.params
+            connection = params.get('connection')
+            if connection is not None and context.result:
+                self.handle_connection(event, connection, context.result)
+            if params.get('provider') and context.result:
+                context.app.emit(event, context.result, params, context)
+        authentication_events.__name__ = f'authentication_{event}'
+        return authentication_events
+
+    def handle_connection(self, event: str, connection: Any,
+                          result: Optional[Dict[str, Any]] = None) -> None:
+        """Every strategy's ``handle_connection`` for ``'login'``, ``'logout'`` or
+        ``'disconnect'``; a signed-out connection then leaves every channel."""
+        for strategy in self.strategies.values():
+            handle = getattr(strategy, 'handle_connection', None)
+            if handle is not None:
+                handle(event, connection, result)
+        if event == 'logout':
+            self.leave_channels(connection)
+
+    def leave_channels(self, connection: Any) -> None:
+        """``connection`` leaves every channel of its app."""
+        for state in self.app._states:
+            if state.connections.get(connection.id) is connection:
+                state.channels._leave_all(connection)
+
+    def authenticate_connection(self, wrapped: Any, connection: Any,
+                                headers: Mapping[str, Any]) -> None:
+        """A socket handshake with an ``Authorization`` header signs the connection in (a bad
+        token raises NotAuthenticated: the connection is refused)."""
+        authentication = self.parse(headers)
+        if authentication is None:
+            return
+        connection.params['authentication'] = authentication
+        wrapped.create(authentication, {'provider': connection.provider,
+                                        'connection': connection,
+                                        'headers': dict(headers)})
+
+    def _on_disconnect(self, connection: Any) -> None:
+        self.handle_connection('disconnect', connection)
