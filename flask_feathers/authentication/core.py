@@ -227,6 +227,8 @@ class AuthenticationService:
         self.options = dict(options or {})
         self.strategies: Dict[str, Any] = {}
         self._listening = False
+        #: (app settings, options, merged) of the last read (see configuration)
+        self._configuration: Optional[Tuple[Any, Dict[str, Any], Dict[str, Any]]] = None
 
     def __repr__(self) -> str:
         return f'<AuthenticationService strategies={sorted(self.strategies)}>'
@@ -248,7 +250,12 @@ class AuthenticationService:
         if app_settings is not None and not isinstance(app_settings, Mapping):
             raise TypeError(f'app.config[{self.config_key!r}] must be a dict of settings, got '
                             f'{type(app_settings).__name__}')
-        return _merge(_merge(DEFAULT_OPTIONS, app_settings), self.options)
+        cached = self._configuration
+        if cached is not None and cached[0] == app_settings and cached[1] == self.options:
+            return cached[2]  # read on every authenticated call: merged once per change
+        merged = _merge(_merge(DEFAULT_OPTIONS, app_settings), self.options)
+        self._configuration = (copy.deepcopy(app_settings), copy.deepcopy(self.options), merged)
+        return merged
 
     def register(self, name: str, strategy: Any) -> None:
         """Add ``strategy`` under ``name`` (``'jwt'``, ``'local'``...)."""
