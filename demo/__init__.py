@@ -18,13 +18,14 @@ Configuration (``create_app(config)``, or ``FLASK_<KEY>`` environment variables)
     load socket.io-client from this URL instead (a CDN, for instance); the demo never does by
     default.
 ``SECRET_KEY``
-    signs the session cookie; by default a random key kept in ``<instance folder>/secret_key``,
-    so sign-ins survive restarts.
+    signs the session cookie and the access tokens (``FEATHERS_AUTHENTICATION``'s secret); by
+    default a random key kept in ``<instance folder>/secret_key``, so sign-ins survive restarts.
 ``FEATHERS_MESSAGE_QUEUE`` & co.
     as for any flask_feathers app (see ``demo/multi``).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from typing import Any, Dict, Optional
@@ -32,6 +33,8 @@ from typing import Any, Dict, Optional
 from flask import Flask
 
 from flask_feathers import Feathers, primus, rest, socketio
+from flask_feathers.authentication import AuthenticationService, JWTStrategy, LocalStrategy
+from flask_feathers.hooks import protect
 
 from . import auth, pages
 from .services import TODO_HOOKS, TODO_METHODS, Todos, Users, todos_table
@@ -62,9 +65,13 @@ def setup_io(io: Any) -> None:
 
 
 def _connection_user() -> Optional[Dict[str, Any]]:
-    # Inside a Socket.IO handler the request is the handshake, cookie and all.
-    from flask import request
-    return auth.user_from_cookies(request.cookies)
+    # Inside a Socket.IO handler the request is the handshake; its connection signed in with the
+    # session's token (see demo.auth), so its params hold the user.
+    # (A connect handler runs before the connection is registered: the session has its params.)
+    from flask import request, session
+    connection = api.state.connections.get(request.sid)
+    params = connection.params if connection is not None else session.get('feathers') or {}
+    return params.get('user')
 
 
 def setup_primus(server: Any) -> None:
@@ -74,14 +81,15 @@ def setup_primus(server: Any) -> None:
 
     @server.on('connection')
     def welcome(spark: Any) -> None:
-        user = spark.feathers['user']
+        user = spark.feathers['user']  # signed in with the session's token (see demo.auth)
         with app.app_context():
             todos = api.service('todos')
         spark.send('news', pages.news_for(todos, user))
 
         @spark.on('typing')
         def typing(is_typing: Any = True, *_: Any) -> None:  # extra args: an ack, if asked for
-            todos.emit('typing', typing_event(user, is_typing))
+            if spark.feathers.get('user') is not None:
+                todos.emit('typing', typing_event(spark.feathers['user'], is_typing))
 
 
 def typing_event(user: Dict[str, Any], is_typing: Any) -> Dict[str, Any]:
@@ -93,7 +101,19 @@ def typing_event(user: Dict[str, Any], is_typing: Any) -> Dict[str, Any]:
 api.configure(rest())
 api.configure(socketio(setup_io))
 api.configure(primus({'transformer': 'websockets'}, setup_primus))
-api.use('users', Users())
+api.use('users', Users()).hooks(after={'all': [protect('password')]})
+authentication = AuthenticationService(api)
+authentication.register('jwt', JWTStrategy())
+authentication.register('local', LocalStrategy())
+api.use('authentication', authentication)
+
+
+def authentication_settings(secret: str) -> Dict[str, Any]:
+    """``FEATHERS_AUTHENTICATION`` of the demo: users sign in with username and password."""
+    return {'secret': secret, 'entity': 'user', 'service': 'users',
+            'authStrategies': ['jwt', 'local'],
+            'jwtOptions': {'audience': 'flask-feathers-demo', 'expiresIn': '1d'},
+            'local': {'usernameField': 'username', 'passwordField': 'password'}}
 
 
 def create_app(config: Optional[Dict[str, Any]] = None,
@@ -111,6 +131,11 @@ def create_app(config: Optional[Dict[str, Any]] = None,
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config.get('SECRET_KEY'):
         app.config['SECRET_KEY'] = _instance_secret(app)
+    # The token key is derived from SECRET_KEY (its own key, and 64 characters whatever
+    # SECRET_KEY's length: HS256 wants 32 bytes or more).
+    token_secret = hashlib.sha256(b'demo access tokens:' +
+                                  str(app.config['SECRET_KEY']).encode()).hexdigest()
+    app.config.setdefault('FEATHERS_AUTHENTICATION', authentication_settings(token_secret))
     url = app.config['DEMO_DATABASE_URL'] or \
         'sqlite:///' + os.path.join(app.instance_path, 'demo.db')
 

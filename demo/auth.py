@@ -1,69 +1,98 @@
-"""Sign-in for the demo: pick a user, keep their id in Flask's signed session cookie.
+"""Sign-in for the demo, through flask_feathers' authentication service (local strategy).
 
-The server never takes a user (or a company) from what a client sends: every transport reads the
-session cookie and looks the user up itself.
+The sign-in card posts a username and password to ``/login``, which calls ``create`` on the
+``authentication`` service like any client would; the access token it answers is kept in
+Flask's signed session cookie. Every transport then signs in with that token, never with
+anything else a client sends:
 
-* REST: :func:`load_user` is a ``before_request`` hook filling ``request.feathers['user']``
-  (Express's ``req.feathers`` in the seed).
+* REST: :func:`load_user` is a ``before_request`` hook putting the token in
+  ``request.feathers['authentication']``; the todos' ``authenticate('jwt')`` hook verifies it and
+  loads ``params['user']``.
 * Socket.IO: :func:`authorize_socket` is the seed's ``io.use(function (socket, next) {...})``;
-  it reads the cookie of the handshake and sets ``socket.feathers['user']``.
-* Primus: :func:`authorize_primus` is the seed's ``primus.authorize(function (req, done) {...})``;
-  it reads the cookie of the WebSocket upgrade and sets ``req.feathers['user']``.
+  it hands the token of the handshake's cookie to ``socket.feathers['authentication']``, and the
+  connection is signed in with it before it is admitted (a bad or expired token refuses it).
+* Primus: :func:`authorize_primus` is the seed's ``primus.authorize(function (req, done) {...})``,
+  the same for the WebSocket upgrade.
+
+Clients that are not browsers can skip the cookie: ``POST /authentication`` with
+``{"strategy": "local", "username": ..., "password": ...}`` and send ``Authorization: Bearer
+<accessToken>`` (REST, or the socket handshake), as @feathersjs/client does.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
-from flask import (Blueprint, abort, current_app, redirect, request, session, url_for)
+from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from flask_feathers import errors
 
-from .services import USERS, user_by_id
+from .services import user_by_id
 
 bp = Blueprint('auth', __name__)
 
-SESSION_KEY = 'user_id'
+TOKEN_KEY = 'access_token'
 
 
-def user_from_cookies(cookies: Mapping[str, str]) -> Optional[Dict[str, Any]]:
-    """The signed-in user of a request's cookies (the signed Flask session), or None."""
+def _session_from_cookies(cookies: Mapping[str, str]) -> Dict[str, Any]:
     interface = current_app.session_interface
     raw = cookies.get(current_app.config['SESSION_COOKIE_NAME'])
-    if not raw:
-        return None
     serializer = interface.get_signing_serializer(current_app)  # type: ignore[attr-defined]
-    if serializer is None:  # no SECRET_KEY: no sessions at all
-        return None
+    if not raw or serializer is None:
+        return {}
     try:
         data = serializer.loads(raw, max_age=int(current_app.permanent_session_lifetime
                                                  .total_seconds()))
     except Exception:  # a forged, stale or foreign cookie is simply no sign-in
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def token_from_cookies(cookies: Mapping[str, str]) -> Optional[str]:
+    """The access token a request's signed session cookie holds, or None."""
+    token = _session_from_cookies(cookies).get(TOKEN_KEY)
+    return token if isinstance(token, str) else None
+
+
+def user_of_token(token: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The demo user a valid access token names (for the page), or None."""
+    if not token:
         return None
-    return user_by_id(data.get(SESSION_KEY)) if isinstance(data, dict) else None
+    from . import api
+    try:
+        result = api.service('authentication').service.authenticate(
+            {'strategy': 'jwt', 'accessToken': token}, {}, 'jwt')
+    except errors.FeathersError:  # expired, or signed with another secret
+        return None
+    return user_by_id(result['user']['id'])
+
+
+def current_user() -> Optional[Dict[str, Any]]:
+    """The signed-in user of this request's session, or None."""
+    return user_of_token(session.get(TOKEN_KEY))
 
 
 def load_user() -> None:
     """``before_request``: the REST provider merges ``request.feathers`` into params."""
-    user = user_by_id(session.get(SESSION_KEY))
-    if user is not None:
-        request.feathers['user'] = user
+    token = session.get(TOKEN_KEY)
+    if isinstance(token, str):
+        request.feathers['authentication'] = {'strategy': 'jwt', 'accessToken': token}
 
 
 def authorize_socket(socket: Any, next: Any) -> None:
-    """``io.use``: refuse the connection unless the handshake carries a signed-in session."""
-    user = user_from_cookies(socket.request.cookies)
-    if user is None:
+    """``io.use``: the handshake signs in with the session's token; none refuses it."""
+    token = token_from_cookies(socket.request.cookies)
+    if token is None:
         return next(errors.NotAuthenticated('Not authenticated! Sign in on the demo page first'))
-    socket.feathers['user'] = user  # becomes params['user'] in every call and every filter
+    socket.feathers['authentication'] = {'strategy': 'jwt', 'accessToken': token}
     next()
 
 
 def authorize_primus(req: Any, done: Any) -> None:
     """``primus.authorize``: the same rule for the Primus WebSocket upgrade."""
-    user = user_from_cookies(req.cookies)
-    if user is None:
+    token = token_from_cookies(req.cookies)
+    if token is None:
         return done(errors.NotAuthenticated('Not authenticated! Sign in on the demo page first'))
-    req.feathers['user'] = user
+    req.feathers['authentication'] = {'strategy': 'jwt', 'accessToken': token}
     done()
 
 
@@ -75,19 +104,32 @@ def _back_to_page() -> Any:
 
 @bp.post('/login')
 def login() -> Any:
-    """Sign in as ``user`` (a username of :data:`demo.services.USERS`); form or query field."""
-    username = request.values.get('user', '')
-    match = [u for u in USERS if u['username'] == username]
-    if not match:
-        abort(400, f'Unknown demo user {username!r}; pick one of '
-                   f'{", ".join(u["username"] for u in USERS)}')
+    """Sign in with ``user`` and ``password`` (form or query fields) through the authentication
+    service; a wrong password answers the page again with the error (401, or 429 when rate
+    limited)."""
+    from . import api, pages
+    try:
+        result = api.service('authentication').create(
+            {'strategy': 'local', 'username': request.values.get('user', ''),
+             'password': request.values.get('password', '')},
+            {'provider': 'rest', 'headers': dict(request.headers)})
+    except errors.FeathersError as exc:
+        return pages.render_index(error=exc.message), exc.code
     session.clear()
-    session[SESSION_KEY] = match[0]['id']
+    session[TOKEN_KEY] = result['accessToken']
     session.permanent = True
     return _back_to_page()
 
 
 @bp.post('/logout')
 def logout() -> Any:
+    from . import api
+    token = session.get(TOKEN_KEY)
+    if isinstance(token, str):
+        try:  # fires `logout`, as a client's sign-out does
+            api.service('authentication').remove(None, {
+                'provider': 'rest', 'authentication': {'strategy': 'jwt', 'accessToken': token}})
+        except errors.FeathersError:
+            pass  # an expired token: signed out anyway
     session.clear()
     return _back_to_page()

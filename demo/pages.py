@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from flask import (Blueprint, abort, current_app, render_template, request, send_file, session,
-                   url_for)
+from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 
-from .services import COMPANIES, USERS, user_by_id
+from .services import COMPANIES, DEMO_PASSWORDS, USERS
 
 bp = Blueprint('pages', __name__)
 
@@ -33,19 +32,26 @@ def socketio_client_url() -> str:
 
 @bp.get('/')
 def index() -> Any:
+    return render_index()
+
+
+def render_index(error: Optional[str] = None) -> str:
+    """The page: the sign-in card (with ``error``, e.g. ``Invalid login``) or the todo list."""
     from . import api
-    transport = request.args.get('transport', DEFAULT_TRANSPORT)
+    from .auth import current_user
+    transport = request.values.get('transport', DEFAULT_TRANSPORT)
     if transport not in TRANSPORTS:
         abort(400, f'Unknown transport {transport!r}; use ?transport=primus or ?transport=socketio')
-    user = user_by_id(session.get('user_id'))
+    user = current_user()
     todos = []
     if user is not None:
         todos = api.service('todos').find({'query': {'companyId': user['companyId'],
                                                      '$sort': {'id': 1}}})
-    companies = [(name, [u for u in USERS if u['companyId'] == cid])
+    companies = [(name, [dict(u, password=DEMO_PASSWORDS[u['username']]) for u in USERS
+                         if u['companyId'] == cid])
                  for cid, name in COMPANIES.items()]
     return render_template('index.html', user=user, todos=todos, transport=transport,
-                           transports=TRANSPORTS, companies=companies,
+                           transports=TRANSPORTS, companies=companies, error=error,
                            socketio_client=socketio_client_url())
 
 

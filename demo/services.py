@@ -16,17 +16,31 @@ from typing import Any, Dict, List, Optional
 import sqlalchemy as sa
 
 from flask_feathers import errors
+from flask_feathers.authentication import authenticate
 from flask_feathers.sql import SQLService
 
 COMPANIES: Dict[int, str] = {1: 'Acme', 2: 'Globex'}
 
-#: The demo's users: no passwords, you sign in by picking one (see demo.auth).
+#: The demo's users. Their passwords are shown on the sign-in card (it is a demo); the users
+#: service keeps only bcrypt hashes of them, and never sends those (see demo.create_app).
 USERS: List[Dict[str, Any]] = [
     {'id': 1, 'username': 'alice', 'name': 'Alice', 'companyId': 1},
     {'id': 2, 'username': 'bob', 'name': 'Bob', 'companyId': 1},
     {'id': 3, 'username': 'carol', 'name': 'Carol', 'companyId': 2},
     {'id': 4, 'username': 'dave', 'name': 'Dave', 'companyId': 2},
 ]
+DEMO_PASSWORDS: Dict[str, str] = {'alice': 'alice-demo', 'bob': 'bob-demo',
+                                  'carol': 'carol-demo', 'dave': 'dave-demo'}
+_HASHES: Dict[str, str] = {}
+
+
+def password_hash(username: str) -> str:
+    """The bcrypt hash of a demo user's password (made once per process)."""
+    if username not in _HASHES:
+        import bcrypt
+        _HASHES[username] = bcrypt.hashpw(DEMO_PASSWORDS[username].encode(),
+                                          bcrypt.gensalt(10)).decode()
+    return _HASHES[username]
 
 MAX_TEXT = 200
 
@@ -50,11 +64,15 @@ def user_by_id(user_id: Any) -> Optional[Dict[str, Any]]:
 
 
 class Users:
-    """The seed's ``users`` service, read-only: ``find`` (by ``username`` or ``companyId``), ``get``."""
+    """The seed's ``users`` service, read-only: ``find`` (by ``username`` or ``companyId``), ``get``.
+
+    Records carry the ``password`` hash the local strategy checks; a ``protect('password')``
+    hook keeps it from clients (see demo.create_app).
+    """
 
     def find(self, params):
         query = (params or {}).get('query') or {}
-        users = [user_by_id(u['id']) for u in USERS]
+        users = [self._record(u['id']) for u in USERS]
         for key in ('username', 'companyId', 'id'):
             if key in query:
                 users = [u for u in users if str(u[key]) == str(query[key])]
@@ -62,11 +80,18 @@ class Users:
 
     def get(self, id, params):
         try:
-            user = user_by_id(int(id))
+            user = self._record(int(id))
         except (TypeError, ValueError):
             user = None
         if user is None:
             raise errors.NotFound(f'No user {id}')
+        return user
+
+    @staticmethod
+    def _record(user_id: int) -> Optional[Dict[str, Any]]:
+        user = user_by_id(user_id)
+        if user is not None:
+            user['password'] = password_hash(user['username'])
         return user
 
 
@@ -77,7 +102,8 @@ def same_company(data: Dict[str, Any], params: Dict[str, Any]) -> Any:
 
 
 def require_user(context: Any) -> None:
-    """Before every todos call from a client: there must be a signed-in user."""
+    """Before every todos call from a client: there must be a signed-in user (the
+    ``authenticate('jwt')`` hook before it loaded it from the call's access token)."""
     if context.params.get('provider') and context.params.get('user') is None:
         raise errors.NotAuthenticated('Sign in first: pick a user on the demo page')
 
@@ -143,7 +169,7 @@ def clean_todo(context: Any) -> None:
 #: service only stores (see demo.create_app).
 TODO_HOOKS = {
     'before': {
-        'all': [require_user, scope_to_company],
+        'all': [authenticate('jwt'), require_user, scope_to_company],
         'find': [sort_by_id],
         'create': [clean_todo],
         'update': [clean_todo],

@@ -20,6 +20,7 @@ import simple_websocket
 # The demo package sits at the repository root, which a bare `pytest` does not put on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo import BUNDLED_SOCKETIO_CLIENT, api, close_app, create_app  # noqa: E402
+from demo.services import DEMO_PASSWORDS  # noqa: E402
 from flask_feathers import errors
 from flask_feathers.providers import _primus_protocol as proto
 from flask_feathers.testing import realtime_client, wait_for_dispatch
@@ -52,7 +53,8 @@ def app(make_app):
 
 def signed_in(app, username: str):
     client = app.test_client()
-    response = client.post('/login', data={'user': username})
+    response = client.post('/login', data={'user': username,
+                                           'password': DEMO_PASSWORDS[username]})
     assert response.status_code == 302, response.data
     return client
 
@@ -67,11 +69,16 @@ def test_page_offers_users_of_both_companies_until_signed_in(app):
     assert 'data-testid="todo-list"' not in page
 
 
-def test_login_rejects_unknown_users_and_logout_forgets(app):
+def test_login_rejects_unknown_users_and_wrong_passwords_and_logout_forgets(app):
     client = app.test_client()
-    assert client.post('/login', data={'user': 'mallory'}).status_code == 400
+    for data in ({'user': 'mallory', 'password': 'x'}, {'user': 'carol', 'password': 'alice-demo'},
+                 {'user': 'carol'}):
+        response = client.post('/login', data=data)
+        assert response.status_code == 401
+        assert 'data-testid="signin-error">Invalid login<' in response.get_data(as_text=True)
     assert client.get('/todos').status_code == 401
-    client.post('/login', data={'user': 'carol'})
+    signed_in(app, 'carol')
+    client.post('/login', data={'user': 'carol', 'password': 'carol-demo'})
     assert client.get('/todos').status_code == 200
     response = client.post('/logout?transport=socketio')
     assert response.status_code == 302 and response.location == '/?transport=socketio'
@@ -348,12 +355,21 @@ def test_socketio_typing_is_a_custom_event_for_the_rest_of_the_company(app):
 
 # -- Primus: primus.authorize reads the cookie of the WebSocket upgrade ----------------------------
 
+class _WebSocketClient(simple_websocket.Client):
+    def handshake(self) -> None:
+        super().handshake()
+        # A frame that arrived in the same read as the 101 answer (the server's 'news', sent at
+        # once) waits in wsproto until more data comes; simple-websocket's client only looks at
+        # it then. Take it now (its reader thread has not started yet).
+        self._handle_events()
+
+
 class PrimusClient:
     """A raw Primus (websockets + emitter) client over simple-websocket, enough for these tests."""
 
     def __init__(self, url: str, cookie: Optional[str]) -> None:
         headers = {'Cookie': f'session={cookie}'} if cookie else {}
-        self.ws = simple_websocket.Client.connect(url.replace('http', 'ws') + '/primus',
+        self.ws = _WebSocketClient.connect(url.replace('http', 'ws') + '/primus',
                                                   headers=headers)
         self.events: 'queue.Queue[tuple]' = queue.Queue()
         self.acks: Dict[int, 'queue.Queue[list]'] = {}
@@ -464,7 +480,7 @@ def test_readme_curl_session(app, live_server, tmp_path):
                              text=True, timeout=15, check=True).stdout
         return json.loads(out) if out.strip().startswith(('{', '[')) else out
 
-    curl('-d', 'user=alice', f'{server.url}/login')
+    curl('-d', 'user=alice', '-d', 'password=alice-demo', f'{server.url}/login')
     todo = curl('-H', 'Content-Type: application/json', '-d', '{"text": "Buy milk"}',
                 f'{server.url}/todos')
     assert todo == {'id': 1, 'text': 'Buy milk', 'done': False, 'companyId': 1,

@@ -202,6 +202,35 @@ def test_sign_in_page_and_sign_out(browser, demo):
         context.close()
 
 
+@pytest.mark.parametrize('transport', ['primus', 'socketio'])
+def test_typed_sign_in_wrong_password_then_right_one(browser, demo, transport):
+    # Through the authentication service (local strategy): a wrong password is said on the card;
+    # the right one signs in, and the page's socket is signed in with the access token (its
+    # calls and events are the user's company's).
+    context = browser.new_context(viewport={'width': 900, 'height': 640})
+    try:
+        page = context.new_page()
+        page.goto(f'{demo.url}/?transport={transport}')
+        expect(page.get_by_text('carol / carol-demo')).to_be_visible()
+        page.get_by_test_id('signin-username').fill('carol')
+        page.get_by_test_id('signin-password').fill('alice-demo')
+        page.get_by_test_id('signin-submit').click()
+        expect(page.get_by_test_id('signin-error')).to_have_text('Invalid login')
+        expect(page.get_by_role('heading', name='Sign in')).to_be_visible()
+        page.get_by_test_id('signin-username').fill('carol')
+        page.get_by_test_id('signin-password').fill('carol-demo')
+        page.get_by_test_id('signin-submit').click()
+        expect(page.get_by_test_id('whoami')).to_contain_text('Carol · Globex')
+        expect(page.get_by_test_id('status')).to_have_text('live', timeout=LIVE)
+        expect(page.get_by_test_id('news')).to_contain_text('Welcome, Carol!', timeout=LIVE)
+        page.get_by_label('New todo').fill('Signed in with a token')
+        page.get_by_test_id('add-todo').click()
+        expect(page.get_by_test_id('todo').filter(has_text='Signed in with a token')) \
+            .to_contain_text('carol', timeout=LIVE)
+    finally:
+        context.close()
+
+
 
 def test_a_client_script_that_cannot_load_is_said_and_the_form_stays_put(browser, demo):
     context = browser.new_context()

@@ -471,10 +471,11 @@ class AuthenticationService:
 
     def authenticate_connection(self, wrapped: Any, connection: Any,
                                 headers: Mapping[str, Any]) -> None:
-        """A socket handshake with an ``Authorization`` header signs the connection in (a bad
-        token raises NotAuthenticated: the connection is refused)."""
-        authentication = self.parse(headers)
-        if authentication is None:
+        """Sign a connecting socket in with the authentication its authorization hook set
+        (``socket.feathers['authentication']``), else its handshake's ``Authorization`` header
+        (a bad token raises NotAuthenticated: the connection is refused)."""
+        authentication = connection.params.get('authentication') or self.parse(headers)
+        if not authentication:
             return
         connection.params['authentication'] = authentication
         wrapped.create(authentication, {'provider': connection.provider,

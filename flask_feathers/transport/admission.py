@@ -55,9 +55,11 @@ def over_connection_caps(state: Any, address: Optional[str]) -> Optional[errors.
 
 
 def authenticate_handshake(application: Any, connection: Any, headers: Dict[str, str]) -> None:
-    """Sign ``connection`` in when its handshake (Socket.IO) or upgrade request (Primus) carries
-    an ``Authorization`` header and the app has an authentication service; a bad token raises
-    NotAuthenticated, which refuses the connection."""
+    """Sign ``connection`` in when the app has an authentication service and the connection has
+    authentication: what ``io.use`` / ``primus.authorize`` put in its ``feathers`` params, else
+    its handshake's (Socket.IO) or upgrade request's (Primus) ``Authorization`` header. A bad
+    token raises NotAuthenticated, which refuses the connection."""
     wrapped = application.authentication()
-    if wrapped is not None and 'authorization' in headers:
+    if wrapped is not None and ('authorization' in headers or
+                                connection.params.get('authentication')):
         wrapped.service.authenticate_connection(wrapped, connection, headers)
