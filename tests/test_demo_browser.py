@@ -227,6 +227,16 @@ def test_typed_sign_in_wrong_password_then_right_one(browser, demo, transport):
         page.get_by_test_id('add-todo').click()
         expect(page.get_by_test_id('todo').filter(has_text='Signed in with a token')) \
             .to_contain_text('carol', timeout=LIVE)
+        # the page's own client calls the authentication service like any other service
+        call = ("new Promise((resolve) => window.demo.primus.send('authentication::create', "
+                "{strategy: 'local', username: 'carol', password: 'carol-demo'}, {}, "
+                "(error, result) => resolve([error, result && result.user.username, "
+                "result && typeof result.accessToken])))" if transport == 'primus' else
+                "new Promise((resolve) => window.demo.socket.emit('authentication::create', "
+                "{strategy: 'local', username: 'carol', password: 'carol-demo'}, {}, "
+                "(error, result) => resolve([error, result && result.user.username, "
+                "result && typeof result.accessToken])))")
+        assert page.evaluate(call) == [None, 'carol', 'string']
     finally:
         context.close()
 
