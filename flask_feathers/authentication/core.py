@@ -22,11 +22,6 @@ from .. import errors
 
 log = logging.getLogger(__name__)
 
-try:
-    import jwt as _jwt
-except ImportError:  # pragma: no cover - the extra is missing
-    _jwt = None
-
 #: The settings key in ``app.config``.
 CONFIG_KEY = 'FEATHERS_AUTHENTICATION'
 
@@ -79,11 +74,14 @@ def _merge(base: Dict[str, Any], extra: Optional[Mapping[str, Any]]) -> Dict[str
 
 
 def _need_jwt() -> Any:
-    if _jwt is None:  # pragma: no cover - the extra is missing
+    """PyJWT, or an ImportError naming the extra to install."""
+    try:
+        import jwt
+    except ImportError:  # pragma: no cover - the extra is missing
         raise ImportError('flask_feathers.authentication needs PyJWT and bcrypt: '
                           'pip install "flask-feathers[auth]" (from a checkout: '
-                          'pip install -e ".[auth]")')
-    return _jwt
+                          'pip install -e ".[auth]")') from None
+    return jwt
 
 
 class AuthenticationBaseStrategy:
@@ -301,8 +299,10 @@ class AuthenticationService:
         claims['jti'] = options.get('jwtid') or str(uuid.uuid4())
         header = {key: value for key, value in (options.get('header') or {}).items()
                   if key != 'alg'}
-        return _need_jwt().encode(claims, self._secret(secret),
-                                  algorithm=options.get('algorithm') or 'HS256', headers=header)
+        token: str = _need_jwt().encode(claims, self._secret(secret),
+                                        algorithm=options.get('algorithm') or 'HS256',
+                                        headers=header)
+        return token
 
     def verify_access_token(self, token: Any, jwt_options: Optional[Mapping[str, Any]] = None,
                             secret: Optional[str] = None) -> Dict[str, Any]:
@@ -316,9 +316,11 @@ class AuthenticationService:
         if isinstance(algorithms, str):
             algorithms = [algorithms]
         try:
-            return jwt.decode(token, self._secret(secret), algorithms=list(algorithms),
-                              audience=options.get('audience'), issuer=options.get('issuer'),
-                              options={'verify_aud': options.get('audience') is not None})
+            payload: Dict[str, Any] = jwt.decode(
+                token, self._secret(secret), algorithms=list(algorithms),
+                audience=options.get('audience'), issuer=options.get('issuer'),
+                options={'verify_aud': options.get('audience') is not None})
+            return payload
         except jwt.ExpiredSignatureError:
             raise errors.NotAuthenticated('jwt expired') from None
         except jwt.InvalidSignatureError:
@@ -345,7 +347,9 @@ class AuthenticationService:
             detail = ' (no `strategy` set)' if not strategy_name else \
                 ' (strategy not allowed in authStrategies)' if strategy_name not in allowed else ''
             raise errors.NotAuthenticated('Invalid authentication information' + detail)
-        return strategy.authenticate(authentication, dict(params, authenticated=True))
+        result: Dict[str, Any] = strategy.authenticate(authentication,
+                                                       dict(params, authenticated=True))
+        return result
 
     def parse(self, headers: Mapping[str, Any], *names: str) -> Optional[Dict[str, Any]]:
         """The authentication a request's headers carry (``Authorization: Bearer <token>``), for
@@ -356,7 +360,7 @@ class AuthenticationService:
         for strategy in self.get_strategies(*names):
             parse = getattr(strategy, 'parse', None)
             if parse is not None:
-                found = parse(headers)
+                found: Optional[Dict[str, Any]] = parse(headers)
                 if found is not None:
                     return found
         return None

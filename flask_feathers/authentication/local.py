@@ -5,16 +5,11 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from .. import errors
 from ..connections import parse_rate
 from .core import AuthenticationBaseStrategy
-
-try:
-    import bcrypt as _bcrypt
-except ImportError:  # pragma: no cover - the extra is missing
-    _bcrypt = None
 
 #: bcrypt reads at most 72 bytes of a password (Node's bcryptjs too): longer ones are cut there,
 #: so hashes stay interchangeable with a Node Feathers service.
@@ -22,9 +17,13 @@ BCRYPT_MAX_BYTES = 72
 
 
 def _need_bcrypt() -> Any:
-    if _bcrypt is None:  # pragma: no cover - the extra is missing
-        raise ImportError('the local strategy needs bcrypt: pip install "flask-feathers[auth]"')
-    return _bcrypt
+    """bcrypt, or an ImportError naming the extra to install."""
+    try:
+        import bcrypt
+    except ImportError:  # pragma: no cover - the extra is missing
+        raise ImportError('the local strategy needs bcrypt: pip install "flask-feathers[auth]"') \
+            from None
+    return bcrypt
 
 
 def _password_bytes(password: str) -> bytes:
@@ -76,7 +75,7 @@ class LocalStrategy(AuthenticationBaseStrategy):
     """
 
     def __init__(self) -> None:
-        self._limits: Optional[tuple] = None
+        self._limits: Optional[Tuple[Any, ...]] = None
         self._dummy_hash: Optional[bytes] = None
 
     @property
@@ -102,7 +101,8 @@ class LocalStrategy(AuthenticationBaseStrategy):
         """A bcrypt hash (``$2b$``) of ``password`` with the ``hashSize`` cost."""
         bcrypt = _need_bcrypt()
         salt = bcrypt.gensalt(rounds=int(self.configuration['hashSize']))
-        return bcrypt.hashpw(_password_bytes(password), salt).decode('ascii')
+        hashed: bytes = bcrypt.hashpw(_password_bytes(password), salt)
+        return hashed.decode('ascii')
 
     def compare_password(self, entity: Any, password: str) -> Any:
         """``entity`` when ``password`` matches its hash, else NotAuthenticated."""
@@ -136,7 +136,7 @@ class LocalStrategy(AuthenticationBaseStrategy):
         items = found.get('data') if isinstance(found, Mapping) else found
         return items[0] if isinstance(items, list) and items else None
 
-    def _windows(self) -> tuple:
+    def _windows(self) -> Tuple[Any, ...]:
         from flask import current_app, has_app_context
         config = current_app.config if has_app_context() else {}
         per_user = config.get('FEATHERS_LOGIN_RATE', '10/m')
