@@ -12,8 +12,8 @@ from typing import List
 import pytest
 import requests
 
-from test_connection_layer import (Node, proc_threads, start_server_script, stop_process,
-                                   wait_for_http, wait_until)
+from test_connection_layer import (Node, proc_status, proc_threads, start_server_script,
+                                   stop_process, wait_for_http, wait_until)
 
 #: ``python server.py PORT``: api.run, 5 s for a request head, 20 socket connections per
 #: address in 10 s, a broadcast of every created todo.
@@ -58,11 +58,7 @@ setTimeout(() => fail('nobody told the good clients to report'), 170000);
 
 
 def rss_kb(pid: int) -> int:
-    with open(f'/proc/{pid}/status') as fh:
-        for line in fh:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise AssertionError(f'no VmRSS line for {pid}')
+    return proc_status(pid, 'VmRSS')
 
 
 def connection(port: int, source: str) -> socket.socket:

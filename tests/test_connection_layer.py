@@ -75,12 +75,17 @@ def open_fds() -> int:
     return len(os.listdir('/proc/self/fd'))
 
 
-def proc_threads(pid: int) -> int:
+def proc_status(pid: int, field: str) -> int:
+    """A number of ``/proc/<pid>/status`` (``Threads``, ``VmRSS`` in KB...)."""
     with open(f'/proc/{pid}/status') as fh:
         for line in fh:
-            if line.startswith('Threads:'):
+            if line.startswith(field + ':'):
                 return int(line.split()[1])
-    raise AssertionError(f'no Threads line for {pid}')
+    raise AssertionError(f'no {field} line for {pid}')
+
+
+def proc_threads(pid: int) -> int:
+    return proc_status(pid, 'Threads')
 
 
 NODE_PRELUDE = (

@@ -46,6 +46,16 @@ _UNIT_SECONDS = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 60480
                  'y': 31557600}
 
 
+#: PyJWT's errors -> the message a client gets (jsonwebtoken's, which Feathers clients see);
+#: anything else is 'jwt malformed'.
+_TOKEN_ERRORS = (('ExpiredSignatureError', 'jwt expired'),
+                 ('InvalidSignatureError', 'invalid signature'),
+                 ('InvalidAlgorithmError', 'invalid algorithm'),
+                 ('InvalidAudienceError', 'jwt audience invalid'),
+                 ('InvalidIssuerError', 'jwt issuer invalid'),
+                 ('ImmatureSignatureError', 'jwt not active'))
+
+
 def duration_seconds(value: Any, name: str = 'expiresIn') -> float:
     """Seconds of a JWT duration option (see :data:`_DURATION`)."""
     if isinstance(value, bool):
@@ -321,20 +331,10 @@ class AuthenticationService:
                 audience=options.get('audience'), issuer=options.get('issuer'),
                 options={'verify_aud': options.get('audience') is not None})
             return payload
-        except jwt.ExpiredSignatureError:
-            raise errors.NotAuthenticated('jwt expired') from None
-        except jwt.InvalidSignatureError:
-            raise errors.NotAuthenticated('invalid signature') from None
-        except jwt.InvalidAlgorithmError:
-            raise errors.NotAuthenticated('invalid algorithm') from None
-        except jwt.InvalidAudienceError:
-            raise errors.NotAuthenticated('jwt audience invalid') from None
-        except jwt.InvalidIssuerError:
-            raise errors.NotAuthenticated('jwt issuer invalid') from None
-        except jwt.ImmatureSignatureError:
-            raise errors.NotAuthenticated('jwt not active') from None
-        except jwt.PyJWTError:
-            raise errors.NotAuthenticated('jwt malformed') from None
+        except jwt.PyJWTError as exc:
+            message = next((text for name, text in _TOKEN_ERRORS if isinstance(
+                exc, getattr(jwt, name))), 'jwt malformed')
+            raise errors.NotAuthenticated(message) from None
 
     # -- authenticating ------------------------------------------------------------------------
     def authenticate(self, authentication: Any, params: Dict[str, Any], *allowed: str
