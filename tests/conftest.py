@@ -26,6 +26,41 @@ JS_DIR = os.path.join(HERE, 'js')
 ARTIFACTS = os.path.join(HERE, 'artifacts')
 
 
+# -- markers: what a test needs besides Python (registered in setup.cfg; --strict-markers) ---------
+# The fast loop: scripts/test -m "not slow" (every test that needs a browser or Node is slow too).
+
+#: fixtures that mean a peer
+_FIXTURE_MARKS = {'node': ('node', 'slow'), 'browser': ('browser', 'slow'),
+                  'page': ('browser', 'slow')}
+#: test modules whose tests all need a peer, or take seconds each
+_MODULE_MARKS = {
+    'test_demo_browser': ('browser', 'slow'), 'test_primus_js': ('browser', 'slow'),
+    'test_primus_restart': ('browser', 'slow'), 'test_docs': ('slow',),
+    'test_abuse': ('node', 'slow'), 'test_authentication': ('node', 'slow'),
+    'test_connection_layer': ('node', 'slow'), 'test_multiprocess': ('node', 'redis', 'slow'),
+    'test_adapter_suite': ('node', 'slow'),
+    'test_fanout_redis': ('redis',), 'test_packaging': ('slow',),
+    'test_fuzz_transports': ('slow',), 'test_faults': ('slow',), 'test_gunicorn': ('slow',),
+    'test_primus_protocol': ('slow',),
+}
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    for item in items:
+        marks = set(_MODULE_MARKS.get(item.module.__name__.rpartition('.')[2], ()))
+        for fixture in getattr(item, 'fixturenames', ()):
+            marks.update(_FIXTURE_MARKS.get(fixture, ()))
+        nodeid = item.nodeid.lower()
+        if 'postgres' in nodeid:
+            marks.update(('postgres', 'slow'))
+        if 'mariadb' in nodeid or 'mysql' in nodeid:
+            marks.update(('mariadb', 'slow'))
+        if 'concurrent' in nodeid:
+            marks.add('slow')
+        for mark in sorted(marks):
+            item.add_marker(mark)
+
+
 # -- the shared fixture service --------------------------------------------------------------------
 
 class ReturnTodos:
