@@ -362,7 +362,7 @@ class PrimusServer(EventEmitter):
         connection.extra['disconnect'] = spark.end
         try:  # Authorization: Bearer <token> on the upgrade request signs the connection in
             admission.authenticate_handshake(self.application, connection,
-                                             _realtime.headers_of(req.environ))
+                                             lambda: _realtime.headers_of(req.environ))
         except Exception as exc:
             log.info('Primus connection refused: %r', exc)
             return Response(json.dumps({'error': admission.refusal_message(

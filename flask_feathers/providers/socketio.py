@@ -365,8 +365,8 @@ class SocketIOProvider:
                     invoke(middleware, (socket,), application.callback_timeout,
                            label='io.use middleware')
                 # Authorization: Bearer <token> on the handshake signs the connection in
-                admission.authenticate_handshake(application, conn,
-                                                 _realtime.headers_of(conn.extra['environ']))
+                admission.authenticate_handshake(
+                    application, conn, lambda: _realtime.headers_of(conn.extra['environ']))
                 _store_on_session(feathers)  # before the app's own connect handlers read it
                 for handler in io._user_handlers['connect']:
                     result = handler(auth) if _accepts_argument(handler) else handler()

@@ -4,7 +4,7 @@ a refused client is told (the authorization chains themselves are the providers'
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .. import errors
 
@@ -54,12 +54,16 @@ def over_connection_caps(state: Any, address: Optional[str]) -> Optional[errors.
     return None
 
 
-def authenticate_handshake(application: Any, connection: Any, headers: Dict[str, str]) -> None:
+def authenticate_handshake(application: Any, connection: Any,
+                           headers: Callable[[], Dict[str, str]]) -> None:
     """Sign ``connection`` in when the app has an authentication service and the connection has
     authentication: what ``io.use`` / ``primus.authorize`` put in its ``feathers`` params, else
-    its handshake's (Socket.IO) or upgrade request's (Primus) ``Authorization`` header. A bad
-    token raises NotAuthenticated, which refuses the connection."""
+    its handshake's (Socket.IO) or upgrade request's (Primus) ``Authorization`` header
+    (``headers()`` gives them; read only when there is a service). A bad token raises
+    NotAuthenticated, which refuses the connection."""
     wrapped = application.authentication()
-    if wrapped is not None and ('authorization' in headers or
-                                connection.params.get('authentication')):
-        wrapped.service.authenticate_connection(wrapped, connection, headers)
+    if wrapped is None:
+        return
+    found = headers()
+    if 'authorization' in found or connection.params.get('authentication'):
+        wrapped.service.authenticate_connection(wrapped, connection, found)
