@@ -119,7 +119,12 @@ class Channels:
             if not isinstance(name, str):
                 raise TypeError(f'channel names are strings, got {name!r}')
         with self._lock:
-            chans = [self._named.setdefault(n, Channel(name=n)) for n in flat]
+            chans = []
+            for n in flat:
+                chan = self._named.get(n)
+                if chan is None:  # (setdefault would build a Channel on every call)
+                    chan = self._named[n] = Channel(name=n)
+                chans.append(chan)
         if len(chans) == 1:
             return chans[0]
         return union(chans)
