@@ -153,3 +153,24 @@ def like_regex(pattern: str, ignore_case: bool) -> 're.Pattern[str]':
 def like(stored: Any, pattern: str, ignore_case: bool = False) -> bool:
     """``stored LIKE pattern``; only strings match."""
     return isinstance(stored, str) and like_regex(pattern, ignore_case).fullmatch(stored) is not None
+
+
+_GLOB_SPECIAL = {'*': '[*]', '?': '[?]', '[': '[[]', ']': '[]]'}
+
+
+def like_to_glob(pattern: str) -> str:
+    """The SQLite ``GLOB`` pattern (case-sensitive) matching what ``LIKE pattern ESCAPE '\\'``
+    matches with case respected."""
+    parts = []
+    chars = iter(pattern)
+    for char in chars:
+        if char == LIKE_ESCAPE:
+            char = next(chars, LIKE_ESCAPE)
+            parts.append(_GLOB_SPECIAL.get(char, char))
+        elif char == '%':
+            parts.append('*')
+        elif char == '_':
+            parts.append('?')
+        else:
+            parts.append(_GLOB_SPECIAL.get(char, char))
+    return ''.join(parts)

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       'checkout or a built wheel: pip install ".[sql]"; [postgres] adds psycopg)') from exc
 
 from . import _query as q
-from ._adapter import LIKE_ESCAPE, AdapterOptions, CallOptions
+from ._adapter import LIKE_ESCAPE, AdapterOptions, CallOptions, like_to_glob
 from .errors import BadRequest, Conflict, GeneralError, NotFound, Unavailable
 from .memory import DEFAULT_PAGINATE
 
@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 #: sqlite3 error names and PostgreSQL SQLSTATEs meaning "duplicate key".
 _DUPLICATE_CODES = {'SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_CONSTRAINT_UNIQUE', '23505'}
+#: MariaDB/MySQL error numbers meaning "duplicate key" (their SQLSTATE is the generic 23000).
+_MYSQL_DUPLICATE = {1062, 1586}
+#: MariaDB/MySQL error numbers for a value the table refuses, which PyMySQL raises as
+#: OperationalError: no default for a NOT NULL column, data too long, wrong value, out of range.
+_MYSQL_BAD_VALUE = {1048, 1364, 1366, 1406, 1264, 1292}
 #: Seconds a SQLite writer waits for the database lock (engines the service makes from a URL).
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Label of the window count a paginated find selects next to the columns.
@@ -344,10 +349,22 @@ class SQLService(AdapterOptions):
                              errors={column.key: 'not a text field'})
         if op == '$ilike':
             return column.ilike(pattern, escape=LIKE_ESCAPE)
+        match = self._like_case_sensitive(column, pattern)
         if op == '$like':
-            return column.like(pattern, escape=LIKE_ESCAPE)
+            return match
         # A NULL is not like the pattern (the memory service says so; SQL alone would say NULL).
-        return sa.or_(column.not_like(pattern, escape=LIKE_ESCAPE), column.is_(None))
+        return sa.or_(sa.not_(match), column.is_(None))
+
+    def _like_case_sensitive(self, column: sa.Column, pattern: str) -> Any:
+        # $like is case-sensitive on every database, as in PostgreSQL and the memory service.
+        # SQLite's LIKE ignores ASCII case, its GLOB does not; MySQL compares with the column's
+        # collation (case-insensitive by default) unless one side is a binary string.
+        name = self.engine.dialect.name
+        if name == 'sqlite':
+            return column.op('GLOB', is_comparison=True)(like_to_glob(pattern))
+        if name in ('mysql', 'mariadb'):
+            return column.like(sa.cast(sa.literal(pattern), sa.LargeBinary), escape=LIKE_ESCAPE)
+        return column.like(pattern, escape=LIKE_ESCAPE)
 
     def _id_condition(self, id: Any, where: q.Node, options: CallOptions) -> Any:
         try:
@@ -420,6 +437,8 @@ class SQLService(AdapterOptions):
         except sa_exc.DataError as exc:
             raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
         except sa_exc.OperationalError as exc:
+            if _mysql_errno(exc.orig) in _MYSQL_BAD_VALUE:
+                raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
             if 'no such' in str(exc.orig).lower():  # SQLite's missing table or column
                 log.error('Database error on %r', self.table.name, exc_info=exc)
                 raise GeneralError('Database error') from None
@@ -446,8 +465,15 @@ def _default(column: sa.Column) -> Any:
     return None
 
 
+def _mysql_errno(error: Any) -> Optional[int]:
+    args = getattr(error, 'args', ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def _is_duplicate(exc: sa_exc.IntegrityError) -> bool:
     orig = exc.orig
+    if _mysql_errno(orig) is not None:
+        return _mysql_errno(orig) in _MYSQL_DUPLICATE
     code = getattr(orig, 'sqlite_errorname', None) or getattr(orig, 'sqlstate', None)
     if code is not None:
         return code in _DUPLICATE_CODES
