@@ -43,7 +43,8 @@ _INT_RE = re.compile(r'^[+-]?\d+$')
 
 @dataclass(frozen=True)
 class Condition:
-    """``field <op> value``; ``op`` is ``$eq`` or one of :data:`COMPARISONS`."""
+    """``field <op> value``; ``op`` is ``$eq``, one of :data:`COMPARISONS` or :data:`PATTERNS`, or
+    an extra operator the service allows."""
 
     field: str
     op: str
@@ -208,12 +209,19 @@ def _parse_field(name: str, value: Any, allowed: frozenset) -> List[Condition]:
         elif op in PATTERNS:
             if not isinstance(operand, str):
                 raise BadRequest(f'{op} on field {name!r} takes a pattern string, got {operand!r}')
+            if _ends_in_escape(operand):
+                raise BadRequest(f'{op} pattern on field {name!r} ends with the escape character '
+                                 '\\ (write \\\\ for a literal backslash)')
             out.append(Condition(name, op, operand))
         elif op in allowed or op == EQ:
             out.append(Condition(name, op, operand))
         else:
             raise BadRequest(f'Invalid query operator {op!r} on field {name!r}')
     return out
+
+
+def _ends_in_escape(pattern: str) -> bool:
+    return (len(pattern) - len(pattern.rstrip('\\'))) % 2 == 1
 
 
 # -- pagination -----------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ def test_plain_object_value_is_equality():
 @pytest.mark.parametrize('query, fragment', [
     ({'a': {'$regex': 'x'}}, "'$regex'"),
     ({'a': {'$like': 5}}, '$like'),
+    ({'a': {'$like': 'x\\'}}, 'escape'),
+    ({'a': {'$notlike': 'x\\\\\\'}}, 'escape'),
     ({'a': {'$ilike': {'x': 1}}}, '$ilike'),
     ({'$text': 'x'}, "'$text'"),
     ({'$or': {'a': 1}}, '$or'),

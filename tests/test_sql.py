@@ -363,6 +363,55 @@ def test_sqlite_and_memory_agree(records, query, sort, direction):
         sql.close()
 
 
+LIKE_TEXT = st.text(alphabet='aAbB_%\\x', max_size=6)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(LIKE_TEXT, min_size=1, max_size=6), pattern=LIKE_TEXT,
+       op=st.sampled_from(['$like', '$notlike', '$ilike']))
+def test_like_agrees_on_memory_sqlite_and_the_database(engine_or_url, names, pattern, op):
+    # % and _ as wildcards, \\ as the escape, case respected by $like only: the memory service, and
+    # the SQL service on SQLite, PostgreSQL and MariaDB, select the same records.
+    memory = MemoryService(paginate=None)
+    sql = SQLService(people_table(), engine_or_url, paginate=None)
+    sql.create_table()
+    try:
+        for name in names:
+            memory.create({'name': name})
+            sql.create({'name': name})
+        params = {'query': {'name': {op: pattern}, '$sort': {'id': 1}}}
+
+        def outcome(service):
+            try:
+                return [r['id'] for r in service.find(params)]
+            except BadRequest as exc:  # a pattern ending in a lone escape, on both
+                return exc.message
+        assert outcome(sql) == outcome(memory)
+    finally:
+        sql.drop_table()
+        sql.close()
+
+
+def test_custom_operators_run_in_sql(make_service):
+    service = make_service(operators={'$startswith': lambda column, operand: column.startswith(operand,
+                                                                                                autoescape=True)})
+    seed(service)
+    assert sorted(r['name'] for r in service.find({'query': {'name': {'$startswith': 'Ca'}}, 'paginate': False})) == [
+        'Carol']
+    plain = make_service()
+    with pytest.raises(BadRequest, match=r'\$startswith'):
+        plain.find({'query': {'name': {'$startswith': 'Ca'}}})
+    per_call = {'operators': {'$startswith': lambda column, operand: column.startswith(operand)}}
+    assert plain.find({'query': {'name': {'$startswith': 'x'}}, 'adapter': per_call, 'paginate': False}) == []
+
+
+def test_like_on_a_non_text_column_is_badrequest(make_service):
+    service = make_service()
+    seed(service)
+    with pytest.raises(BadRequest, match='age'):
+        service.find({'query': {'age': {'$like': '3%'}}})
+
+
 def test_concurrent_writes_on_sqlite_file_never_report_locked(sqlite_url, services):
     # Two kinds of writer on one SQLite file: read-then-write transactions would deadlock on the lock
     # upgrade without BEGIN IMMEDIATE (sqlite answers "database is locked" at once, no waiting).
@@ -423,6 +472,14 @@ def test_rest_end_to_end(kind, sqlite_url, services):
     r = client.get('/people/999')
     assert r.status_code == 404 and r.json['name'] == 'NotFound' and '999' in r.json['message']
     assert client.get('/people?age[$regex]=x').status_code == 400
+    # $like over a query string: %25 is the % wildcard, _ one character
+    assert [p['name'] for p in client.get('/people?name[$like]=_a%25&$sort[name]=1').json['data']] == [
+        'Carol', 'Dave']
+    assert client.get('/people?name[$ilike]=EVE').json['total'] == 1
+    r = client.get('/people?id[$gte]=abc')  # uncomparable with the int ids: 400 on both services
+    assert r.status_code == 400 and r.json['name'] == 'BadRequest'
+    r = client.delete('/people?name=Bob') if kind == 'never' else client.get('/people?age[$gt]=ten')
+    assert r.status_code == 400
     assert [name for name, _ in events] == ['created'] * 5 + ['patched'] * 3
     assert events[-1][1]['city'] == 'Lyon' and events[0][1] == {'id': 1, **PEOPLE[0]} | (
         {} if kind == 'memory' else {f'f{i}': None for i in range(8)})
