@@ -478,8 +478,7 @@ def test_rest_end_to_end(kind, sqlite_url, services):
     assert client.get('/people?name[$ilike]=EVE').json['total'] == 1
     r = client.get('/people?id[$gte]=abc')  # uncomparable with the int ids: 400 on both services
     assert r.status_code == 400 and r.json['name'] == 'BadRequest'
-    r = client.delete('/people?name=Bob') if kind == 'never' else client.get('/people?age[$gt]=ten')
-    assert r.status_code == 400
+    assert client.get('/people?age[$gt]=ten').status_code == 400
     assert [name for name, _ in events] == ['created'] * 5 + ['patched'] * 3
     assert events[-1][1]['city'] == 'Lyon' and events[0][1] == {'id': 1, **PEOPLE[0]} | (
         {} if kind == 'memory' else {f'f{i}': None for i in range(8)})
