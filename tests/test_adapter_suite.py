@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import subprocess
 import time
@@ -288,3 +289,20 @@ def test_the_baseline_is_feathers_failing_only_client_object_tests_on_socketio(s
         assert set(failures(suite, label('feathers', 'socketio', id_prop))) == CLIENT_OBJECT_TESTS
         rest_failures = failures(suite, label('feathers', 'rest', id_prop))
         assert CLIENT_OBJECT_TESTS < set(rest_failures)  # plus the string comparisons (see above)
+
+
+FIGURES = os.path.join(os.path.dirname(os.path.dirname(JS_DIR)), 'docs', 'conformance-figures.txt')
+_ROW = re.compile(r'^(\w+)\s+(socketio|rest)\s+(id|customid)\s+(\d+)\s+(\d+)\s*$', re.M)
+
+
+def test_the_documented_figures_are_this_run(suite):
+    with open(FIGURES) as fh:
+        rows = _ROW.findall(fh.read())
+    assert len(rows) == len(ALL_TARGETS), 'docs/conformance-figures.txt lists every target once'
+    for server, transport, id_prop, passed, failed in rows:
+        if server in suite['skipped']:
+            continue
+        tests = suite['results'][label(server, transport, id_prop)]
+        run = (sum(r['state'] == 'passed' for r in tests.values()),
+               sum(r['state'] == 'failed' for r in tests.values()))
+        assert run == (int(passed), int(failed)), f'{server} {transport} {id_prop}: update the docs'
