@@ -92,7 +92,7 @@ def _matches(node: q.Node, record: Mapping[str, Any],
     if op in _PATTERNS:
         return _PATTERNS[op](stored, value)
     if op not in _ORDERING:
-        return bool(operators[op](stored, value))
+        return _custom(operators[op], node, stored)
     coerced = coerce_like(value, stored)
     if isinstance(value, str) and isinstance(coerced, str) and isinstance(stored, (int, float)):
         kind = 'boolean' if isinstance(stored, bool) else 'number'
@@ -102,6 +102,15 @@ def _matches(node: q.Node, record: Mapping[str, Any],
         return bool(_ORDERING[op](stored, coerced))
     except TypeError:
         return False
+
+
+def _custom(fn: Callable[[Any, Any], Any], node: q.Condition, stored: Any) -> bool:
+    # An extra operator's own TypeError/ValueError means an operand it cannot use: the client's.
+    try:
+        return bool(fn(stored, node.value))
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f'Invalid value {node.value!r} for {node.op} on field {node.field!r}: {exc}',
+                         errors={node.field: str(exc)}) from None
 
 
 def _compare(a: Any, b: Any) -> int:

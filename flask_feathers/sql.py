@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import sqlalchemy as sa
@@ -26,18 +26,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _query as q
 from ._adapter import LIKE_ESCAPE, AdapterOptions, CallOptions, like_to_glob
-from .errors import BadRequest, Conflict, GeneralError, NotFound, Unavailable
+from ._sql_errors import database_errors
+from .errors import BadRequest, NotFound
 from .memory import DEFAULT_PAGINATE
 
 log = logging.getLogger(__name__)
 
-#: sqlite3 error names and PostgreSQL SQLSTATEs meaning "duplicate key".
-_DUPLICATE_CODES = {'SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_CONSTRAINT_UNIQUE', '23505'}
-#: MariaDB/MySQL error numbers meaning "duplicate key" (their SQLSTATE is the generic 23000).
-_MYSQL_DUPLICATE = {1062, 1586}
-#: MariaDB/MySQL error numbers for a value the table refuses, which PyMySQL raises as
-#: OperationalError: no default for a NOT NULL column, data too long, wrong value, out of range.
-_MYSQL_BAD_VALUE = {1048, 1364, 1366, 1406, 1264, 1292}
 #: Seconds a SQLite writer waits for the database lock (engines the service makes from a URL).
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Label of the window count a paginated find selects next to the columns.
@@ -321,7 +315,11 @@ class SQLService(AdapterOptions):
         if node.op in q.PATTERNS:
             return self._like(column, node.op, node.value)
         if node.op in options.operators:
-            return options.operators[node.op](column, node.value)
+            try:
+                return options.operators[node.op](column, node.value)
+            except (TypeError, ValueError, sa_exc.ArgumentError) as exc:
+                raise BadRequest(f'Invalid value {node.value!r} for {node.op} on field '
+                                 f'{node.field!r}: {exc}', errors={node.field: str(exc)}) from None
         value = q.coerce_column(column, node.value)
         if node.op == q.EQ:
             return column.is_(None) if value is None else column == value
@@ -424,38 +422,8 @@ class SQLService(AdapterOptions):
                         conn.exec_driver_sql('BEGIN IMMEDIATE')
                     yield conn
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Let no SQLAlchemy exception out: map it to the FeathersError a client should see."""
-        try:
-            yield
-        except sa_exc.IntegrityError as exc:
-            if _is_duplicate(exc):
-                raise Conflict(f'A record with the same id or unique value already exists in '
-                               f'{self.table.name!r}') from None
-            raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
-        except sa_exc.DataError as exc:
-            raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
-        except sa_exc.OperationalError as exc:
-            if _mysql_errno(exc.orig) in _MYSQL_BAD_VALUE:
-                raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
-            if 'no such' in str(exc.orig).lower():  # SQLite's missing table or column
-                log.error('Database error on %r', self.table.name, exc_info=exc)
-                raise GeneralError('Database error') from None
-            log.error('Database unavailable for %r', self.table.name, exc_info=exc)
-            raise Unavailable('The database is unavailable or busy; try again') from None
-        except sa_exc.DBAPIError as exc:
-            log.error('Database error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
-        except sa_exc.StatementError as exc:
-            # Raised while binding parameters: a value the column type cannot take.
-            if isinstance(exc.orig, (TypeError, ValueError)):
-                raise BadRequest(f'Invalid data: {exc.orig}') from None
-            log.error('Database error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
-        except sa_exc.SQLAlchemyError as exc:
-            log.error('SQLAlchemy error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
+    def _errors(self) -> ContextManager[None]:
+        return database_errors(self.table.name)
 
 
 def _default(column: sa.Column) -> Any:
@@ -463,23 +431,3 @@ def _default(column: sa.Column) -> Any:
     if default is not None and getattr(default, 'is_scalar', False):
         return default.arg
     return None
-
-
-def _mysql_errno(error: Any) -> Optional[int]:
-    args = getattr(error, 'args', ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _is_duplicate(exc: sa_exc.IntegrityError) -> bool:
-    orig = exc.orig
-    if _mysql_errno(orig) is not None:
-        return _mysql_errno(orig) in _MYSQL_DUPLICATE
-    code = getattr(orig, 'sqlite_errorname', None) or getattr(orig, 'sqlstate', None)
-    if code is not None:
-        return code in _DUPLICATE_CODES
-    text = str(orig).lower()
-    return 'unique' in text or 'duplicate' in text
-
-
-def _first_line(error: Any) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

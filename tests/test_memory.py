@@ -116,6 +116,8 @@ def test_custom_operators():
     assert [r['name'] for r in service.find({'query': {'$or': [{'name': {'$startswith': 'B'}}]}})] == ['Bob']
     with pytest.raises(BadRequest, match=r'\$startswith'):
         MemoryService().find({'query': {'name': {'$startswith': 'Al'}}})
+    with pytest.raises(BadRequest, match=r"5 for \$startswith on field 'name'"):  # str.startswith(5)
+        service.find({'query': {'name': {'$startswith': 5}}})
 
 
 def test_like_matches_strings_only():

@@ -404,6 +404,13 @@ def test_custom_operators_run_in_sql(make_service):
     per_call = {'operators': {'$startswith': lambda column, operand: column.startswith(operand)}}
     assert plain.find({'query': {'name': {'$startswith': 'x'}}, 'adapter': per_call, 'paginate': False}) == []
 
+    def checked(column, operand):
+        if not isinstance(operand, str):
+            raise TypeError('$startswith takes a string')
+        return column.startswith(operand)
+    with pytest.raises(BadRequest, match='takes a string'):
+        plain.find({'query': {'name': {'$startswith': ['x']}}, 'adapter': {'operators': {'$startswith': checked}}})
+
 
 def test_like_on_a_non_text_column_is_badrequest(make_service):
     service = make_service()
