@@ -138,22 +138,35 @@ class FlaskTarget:
 
 # -- the Node side ------------------------------------------------------------------------------------
 
-def start_feathers_server() -> Tuple[subprocess.Popen, str]:
+def start_feathers_server(log_path: Any) -> Tuple[subprocess.Popen, str]:
+    """The Feathers 5 memory server on a free port; its stderr goes to ``log_path`` (a pipe nobody
+    reads could fill and stall it)."""
     services = [[service_path('feathers', t, path), id_prop] for t in TRANSPORTS for path, id_prop in SERVICES]
-    proc = subprocess.Popen(['node', 'feathers_memory_server.js'], cwd=JS_DIR, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, 'PORT': '0', 'SERVICES': json.dumps(services)})
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(['node', 'feathers_memory_server.js'], cwd=JS_DIR, text=True,
+                                stdout=subprocess.PIPE, stderr=log,
+                                env={**os.environ, 'PORT': '0', 'SERVICES': json.dumps(services)})
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     ready = selector.select(timeout=START_TIMEOUT)
     selector.close()
     line = proc.stdout.readline() if ready else ''
     if not line:
-        proc.kill()
-        _, stderr = proc.communicate(timeout=10)
-        raise AssertionError(f'the Feathers 5 memory server did not start within {START_TIMEOUT} s '
-                             f'(exit {proc.returncode}):\n{stderr}')
+        stop(proc)
+        with open(log_path) as log:
+            raise AssertionError(f'the Feathers 5 memory server did not start within {START_TIMEOUT} s '
+                                 f'(exit {proc.returncode}):\n{log.read()}')
     return proc, f'http://127.0.0.1:{json.loads(line)["port"]}'
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    proc.stdout.close()
 
 
 def run_suite(targets: List[Dict[str, str]]) -> Tuple[List[str], Dict[str, Dict[str, Dict[str, Any]]]]:
@@ -201,7 +214,11 @@ def suite(tmp_path_factory: Any) -> Iterator[Dict[str, Any]]:
         else:
             skipped[backend] = why
     flask_target = FlaskTarget(factories)
-    feathers, feathers_url = start_feathers_server()
+    try:
+        feathers, feathers_url = start_feathers_server(tmp_path_factory.mktemp('node') / 'server.log')
+    except BaseException:
+        flask_target.close()
+        raise
     try:
         targets = []
         for server in ('feathers',) + tuple(factories):
@@ -220,14 +237,7 @@ def suite(tmp_path_factory: Any) -> Iterator[Dict[str, Any]]:
                        'figures': figures(results), 'results': results}, fh, indent=1)
         yield {'names': names, 'results': results, 'skipped': skipped}
     finally:
-        feathers.terminate()
-        try:
-            feathers.wait(10)
-        except subprocess.TimeoutExpired:
-            feathers.kill()
-            feathers.wait(10)
-        feathers.stdout.close()
-        feathers.stderr.close()
+        stop(feathers)
         flask_target.close()
 
 
