@@ -19,6 +19,7 @@ from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping,
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy.dialects import mysql as sa_mysql
     from sqlalchemy.pool import SingletonThreadPool, StaticPool
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('SQLService needs SQLAlchemy: pip install "flask-feathers[sql]" (from a '
@@ -72,8 +73,9 @@ class SQLService(AdapterOptions):
 
     ``params['adapter']`` overrides ``paginate``, ``multi``, ``operators`` and ``filters`` for one
     call (Feathers 5). ``$like``/``$notlike``/``$ilike`` take SQL patterns with ``\\`` as the
-    escape character on every database; ``$like`` is case-sensitive or not as the database's
-    collation says (PostgreSQL: sensitive; SQLite, and MariaDB/MySQL's default collations: not).
+    escape character and match the same on every database, whatever its collation: ``$like``
+    respects case, ``$ilike`` ignores it (non-ASCII letters as the database folds them; SQLite folds
+    ASCII only), both respect accents.
     """
 
     def __init__(self, model_or_table: Any, engine_or_url: Union[sa.Engine, str, sa.URL], id: str = 'id',
@@ -345,24 +347,21 @@ class SQLService(AdapterOptions):
         if q.python_type(column) is not str:
             raise BadRequest(f'{op} needs a text field; {column.key!r} is not one',
                              errors={column.key: 'not a text field'})
-        if op == '$ilike':
-            return column.ilike(pattern, escape=LIKE_ESCAPE)
-        match = self._like_case_sensitive(column, pattern)
-        if op == '$like':
+        name = self.engine.dialect.name
+        if name in ('mysql', 'mariadb'):
+            match = _mysql_like(column, pattern, fold_case=op == '$ilike')
+        elif op == '$ilike':
+            match = column.ilike(pattern, escape=LIKE_ESCAPE)
+        elif name == 'sqlite':
+            # $like respects case everywhere, as in PostgreSQL and the memory service: SQLite's
+            # LIKE ignores ASCII case, its GLOB does not.
+            match = column.op('GLOB', is_comparison=True)(like_to_glob(pattern))
+        else:
+            match = column.like(pattern, escape=LIKE_ESCAPE)
+        if op != '$notlike':
             return match
         # A NULL is not like the pattern (the memory service says so; SQL alone would say NULL).
         return sa.or_(sa.not_(match), column.is_(None))
-
-    def _like_case_sensitive(self, column: sa.Column, pattern: str) -> Any:
-        # $like is case-sensitive on every database, as in PostgreSQL and the memory service.
-        # SQLite's LIKE ignores ASCII case, its GLOB does not; MySQL compares with the column's
-        # collation (case-insensitive by default) unless one side is a binary string.
-        name = self.engine.dialect.name
-        if name == 'sqlite':
-            return column.op('GLOB', is_comparison=True)(like_to_glob(pattern))
-        if name in ('mysql', 'mariadb'):
-            return column.like(sa.cast(sa.literal(pattern), sa.LargeBinary), escape=LIKE_ESCAPE)
-        return column.like(pattern, escape=LIKE_ESCAPE)
 
     def _id_condition(self, id: Any, where: q.Node, options: CallOptions) -> Any:
         try:
@@ -424,6 +423,17 @@ class SQLService(AdapterOptions):
 
     def _errors(self) -> ContextManager[None]:
         return database_errors(self.table.name)
+
+
+def _mysql_like(column: sa.Column, pattern: str, fold_case: bool) -> Any:
+    # MariaDB/MySQL compare with the column's collation, by default blind to case and accents.
+    # Both sides as utf8mb4 text under its binary collation respect both and still match by
+    # character ('_' is one character, also when it takes several bytes); $ilike folds case with
+    # lower() on both sides.
+    def exact(value: Any) -> Any:
+        text = sa.cast(value, sa_mysql.CHAR(charset='utf8mb4'))
+        return (sa.func.lower(text) if fold_case else text).collate('utf8mb4_bin')
+    return exact(column).like(exact(sa.literal(pattern)), escape=LIKE_ESCAPE)
 
 
 def _default(column: sa.Column) -> Any:

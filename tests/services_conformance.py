@@ -389,6 +389,17 @@ def test_like_escape_and_literal_wildcards(make_service):
     assert find_names(service, {'name': {'$like': 'c\\\\d'}}) == ['c\\d']
 
 
+def test_like_matches_characters_and_respects_accents(make_service):
+    # MariaDB's default collation ignores accents and a binary comparison counts bytes: neither here.
+    service = make_service()
+    seed(service, [{'name': 'é'}, {'name': 'e'}, {'name': 'ée'}, {'name': 'E'}])
+    assert find_names(service, {'name': {'$like': '_'}}) == ['E', 'e', 'é']
+    assert find_names(service, {'name': {'$like': 'e'}}) == ['e']
+    assert find_names(service, {'name': {'$like': 'é%'}}) == ['é', 'ée']
+    assert find_names(service, {'name': {'$ilike': 'e'}}) == ['E', 'e']
+    assert find_names(service, {'name': {'$notlike': '_'}}) == ['ée']
+
+
 @pytest.mark.parametrize('query', [{'name': {'$like': 5}}, {'name': {'$ilike': ['a']}}])
 def test_like_needs_a_pattern_string(make_service, query):
     service = make_service()

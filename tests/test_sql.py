@@ -363,15 +363,16 @@ def test_sqlite_and_memory_agree(records, query, sort, direction):
         sql.close()
 
 
-LIKE_TEXT = st.text(alphabet='aAbB_%\\x', max_size=6)
+LIKE_TEXT = st.text(alphabet='aAbB_%\\xé', max_size=6)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(LIKE_TEXT, min_size=1, max_size=6), pattern=LIKE_TEXT,
        op=st.sampled_from(['$like', '$notlike', '$ilike']))
 def test_like_agrees_on_memory_sqlite_and_the_database(engine_or_url, names, pattern, op):
-    # % and _ as wildcards, \\ as the escape, case respected by $like only: the memory service, and
-    # the SQL service on SQLite, PostgreSQL and MariaDB, select the same records.
+    # % and _ as wildcards (_ is one character, é included), \\ as the escape, case respected by
+    # $like only, accents always: the memory service, and the SQL service on SQLite, PostgreSQL and
+    # MariaDB, select the same records.
     memory = MemoryService(paginate=None)
     sql = SQLService(people_table(), engine_or_url, paginate=None)
     sql.create_table()
