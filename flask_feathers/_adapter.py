@@ -19,9 +19,8 @@ send it.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _query as q
 from .errors import BadRequest
@@ -132,27 +131,74 @@ class AdapterOptions:
 LIKE_ESCAPE = '\\'
 
 
+#: One piece of a LIKE pattern between two ``%``: characters, ``None`` for ``_`` (any one).
+Segment = Tuple[Optional[str], ...]
+
+
 @functools.lru_cache(maxsize=256)
-def like_regex(pattern: str, ignore_case: bool) -> 're.Pattern[str]':
-    """A regular expression matching what SQL ``LIKE pattern ESCAPE '\\'`` matches: ``%`` any run
-    of characters, ``_`` exactly one, ``\\`` makes the next character literal."""
-    parts = []
+def like_segments(pattern: str) -> Tuple[Segment, ...]:
+    """``pattern`` split at its unescaped ``%`` (``%`` any run of characters, ``_`` exactly one,
+    ``\\`` makes the next character literal): ``'a_%b'`` gives ``(('a', None), ('b',))``."""
+    segments: List[Segment] = []
+    current: List[Optional[str]] = []
     chars = iter(pattern)
     for char in chars:
         if char == LIKE_ESCAPE:
-            parts.append(re.escape(next(chars, LIKE_ESCAPE)))
+            current.append(next(chars, LIKE_ESCAPE))
         elif char == '%':
-            parts.append('.*')
-        elif char == '_':
-            parts.append('.')
+            segments.append(tuple(current))
+            current = []
         else:
-            parts.append(re.escape(char))
-    return re.compile(''.join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+            current.append(None if char == '_' else char)
+    segments.append(tuple(current))
+    return tuple(segments)
 
 
 def like(stored: Any, pattern: str, ignore_case: bool = False) -> bool:
-    """``stored LIKE pattern``; only strings match."""
-    return isinstance(stored, str) and like_regex(pattern, ignore_case).fullmatch(stored) is not None
+    """``stored LIKE pattern`` (``ESCAPE '\\'``); only strings match.
+
+    No regular expression: a pattern such as ``%a%a%a%b`` made a backtracking regex take seconds on
+    a few hundred characters. Between two ``%`` the earliest place a piece fits is always as good as
+    any later one, so one pass over the text decides, in at most (text length x pattern length)
+    steps.
+    """
+    if not isinstance(stored, str):
+        return False
+    segments = like_segments(pattern)
+    first, last = segments[0], segments[-1]
+    if len(segments) == 1:
+        return len(stored) == len(first) and _fits(stored, 0, first, ignore_case)
+    end = len(stored) - len(last)
+    if end < len(first) or not _fits(stored, 0, first, ignore_case) \
+            or not _fits(stored, end, last, ignore_case):
+        return False
+    position = len(first)
+    for segment in segments[1:-1]:
+        found = _find(stored, segment, position, end, ignore_case)
+        if found < 0:
+            return False
+        position = found + len(segment)
+    return True
+
+
+def _fits(text: str, at: int, segment: Segment, ignore_case: bool) -> bool:
+    for offset, want in enumerate(segment):
+        if want is None:
+            continue
+        have = text[at + offset]
+        if have != want and not (ignore_case and have.lower() == want.lower()):
+            return False
+    return True
+
+
+def _find(text: str, segment: Segment, start: int, end: int, ignore_case: bool) -> int:
+    """The first index from ``start`` where ``segment`` fits wholly before ``end``, or -1."""
+    if not ignore_case and None not in segment:
+        return text.find(''.join(segment), start, end)  # type: ignore[arg-type]
+    for at in range(start, end - len(segment) + 1):
+        if _fits(text, at, segment, ignore_case):
+            return at
+    return -1
 
 
 _GLOB_SPECIAL = {'*': '[*]', '?': '[?]', '[': '[[]', ']': '[]]'}
