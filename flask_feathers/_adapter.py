@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _query as q
 from .errors import BadRequest
@@ -35,7 +35,7 @@ class CallOptions:
     """The adapter options in force for one call."""
 
     paginate: Optional[Dict[str, Optional[int]]]
-    multi: frozenset
+    multi: FrozenSet[str]
     operators: Mapping[str, Callable[..., Any]]
     filters: Mapping[str, Any]
 
@@ -80,7 +80,7 @@ class AdapterOptions:
     """The options part of a ready-made service (a base class; it keeps no records)."""
 
     paginate: Optional[Dict[str, Optional[int]]]
-    multi: frozenset
+    multi: FrozenSet[str]
     operators: Dict[str, Callable[..., Any]]
     filters: Dict[str, Any]
 

@@ -17,7 +17,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import BadRequest, MethodNotAllowed
 
@@ -180,7 +180,7 @@ def _parse_select(value: Any) -> Optional[Tuple[str, ...]]:
     return tuple(names)
 
 
-def _parse_where(query: Mapping[str, Any], op: str, allowed: frozenset) -> Junction:
+def _parse_where(query: Mapping[str, Any], op: str, allowed: FrozenSet[str]) -> Junction:
     children: List[Node] = []
     for key, value in query.items():
         if not isinstance(key, str):
@@ -199,7 +199,7 @@ def _parse_where(query: Mapping[str, Any], op: str, allowed: frozenset) -> Junct
     return Junction(op, tuple(children))
 
 
-def _parse_field(name: str, value: Any, allowed: frozenset) -> List[Condition]:
+def _parse_field(name: str, value: Any, allowed: FrozenSet[str]) -> List[Condition]:
     if not (isinstance(value, Mapping) and any(isinstance(k, str) and k.startswith('$') for k in value)):
         return [Condition(name, EQ, value)]
     out = []
