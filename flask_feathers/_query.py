@@ -17,7 +17,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import BadRequest, MethodNotAllowed
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 FILTERS = ('$limit', '$skip', '$sort', '$select')
 #: Comparison operators accepted inside ``{field: {op: value}}``.
 COMPARISONS = ('$ne', '$lt', '$lte', '$gt', '$gte', '$in', '$nin')
+#: Pattern operators with SQL ``LIKE`` semantics (``%`` any run, ``_`` one character, ``\\`` escapes).
+PATTERNS = ('$like', '$notlike', '$ilike')
 #: Operators that combine sub-queries.
 LOGICAL = ('$or', '$and')
 #: Equality is spelled ``{field: value}``; internally it is this operator.
@@ -41,7 +43,8 @@ _INT_RE = re.compile(r'^[+-]?\d+$')
 
 @dataclass(frozen=True)
 class Condition:
-    """``field <op> value``; ``op`` is ``$eq`` or one of :data:`COMPARISONS`."""
+    """``field <op> value``; ``op`` is ``$eq``, one of :data:`COMPARISONS` or :data:`PATTERNS`, or
+    an extra operator the service allows."""
 
     field: str
     op: str
@@ -71,10 +74,12 @@ class Filters:
 
 @dataclass(frozen=True)
 class ParsedQuery:
-    """A whole ``params['query']``: :class:`Filters` plus the where tree."""
+    """A whole ``params['query']``: :class:`Filters` plus the where tree, and the values of a
+    service's extra ``filters`` (left out of the where tree)."""
 
     filters: Filters = field(default_factory=Filters)
     where: Junction = field(default_factory=lambda: Junction('$and', ()))
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def get_query(params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -89,19 +94,38 @@ def get_query(params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
     return query
 
 
-def parse_query(query: Optional[Mapping[str, Any]]) -> ParsedQuery:
+def parse_query(query: Optional[Mapping[str, Any]], operators: Iterable[str] = (),
+                extra_filters: Optional[Mapping[str, Any]] = None) -> ParsedQuery:
     """Split ``query`` into filters and a where tree, checking every operator.
 
+    :param operators: operator names allowed besides :data:`COMPARISONS` and :data:`PATTERNS`.
+    :param extra_filters: top-level ``$name`` keys allowed besides :data:`FILTERS`, each mapped to
+        ``True`` (keep the value) or a function converting it (a ``ValueError`` or ``TypeError`` it
+        raises is a BadRequest); their values land in :attr:`ParsedQuery.extra`.
     :raises BadRequest: unknown ``$operator``, malformed ``$limit``/``$skip``/``$sort``/``$select``,
         ``$or``/``$and`` that is not a list of objects.
     """
     query = query or {}
+    extra_filters = extra_filters or {}
     filters = Filters(limit=_non_negative_int(query, '$limit'),
                       skip=_non_negative_int(query, '$skip') or 0,
                       sort=_parse_sort(query.get('$sort')),
                       select=_parse_select(query.get('$select')))
-    where = _parse_where({k: v for k, v in query.items() if k not in FILTERS}, '$and')
-    return ParsedQuery(filters, where)
+    extra = {name: _convert_filter(name, convert, query[name])
+             for name, convert in extra_filters.items() if name in query}
+    allowed = frozenset(COMPARISONS) | frozenset(PATTERNS) | frozenset(operators)
+    where = _parse_where({k: v for k, v in query.items() if k not in FILTERS and k not in extra},
+                         '$and', allowed)
+    return ParsedQuery(filters, where, extra)
+
+
+def _convert_filter(name: str, convert: Any, value: Any) -> Any:
+    if convert is True:
+        return value
+    try:
+        return convert(value)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f'Invalid value for {name}: {exc}') from None
 
 
 def as_list(value: Any) -> List[Any]:
@@ -156,7 +180,7 @@ def _parse_select(value: Any) -> Optional[Tuple[str, ...]]:
     return tuple(names)
 
 
-def _parse_where(query: Mapping[str, Any], op: str) -> Junction:
+def _parse_where(query: Mapping[str, Any], op: str, allowed: FrozenSet[str]) -> Junction:
     children: List[Node] = []
     for key, value in query.items():
         if not isinstance(key, str):
@@ -165,28 +189,39 @@ def _parse_where(query: Mapping[str, Any], op: str) -> Junction:
             subs = as_list(value) if not _is_plain_object(value) else []
             if not subs or not all(isinstance(s, Mapping) for s in subs):
                 raise BadRequest(f'{key} must be a non-empty list of query objects, got {value!r}')
-            children.append(Junction(key, tuple(_parse_where(s, '$and') for s in subs)))
+            children.append(Junction(key, tuple(_parse_where(s, '$and', allowed) for s in subs)))
         elif key in FILTERS:
             raise BadRequest(f'{key} is only allowed at the top level of a query')
         elif key.startswith('$'):
             raise BadRequest(f'Invalid query operator {key!r}')
         else:
-            children.extend(_parse_field(key, value))
+            children.extend(_parse_field(key, value, allowed))
     return Junction(op, tuple(children))
 
 
-def _parse_field(name: str, value: Any) -> List[Condition]:
+def _parse_field(name: str, value: Any, allowed: FrozenSet[str]) -> List[Condition]:
     if not (isinstance(value, Mapping) and any(isinstance(k, str) and k.startswith('$') for k in value)):
         return [Condition(name, EQ, value)]
     out = []
     for op, operand in value.items():
         if op in ('$in', '$nin'):
             out.append(Condition(name, op, as_list(operand)))
-        elif op in COMPARISONS or op == EQ:
+        elif op in PATTERNS:
+            if not isinstance(operand, str):
+                raise BadRequest(f'{op} on field {name!r} takes a pattern string, got {operand!r}')
+            if _ends_in_escape(operand):
+                raise BadRequest(f'{op} pattern on field {name!r} ends with the escape character '
+                                 '\\ (write \\\\ for a literal backslash)')
+            out.append(Condition(name, op, operand))
+        elif op in allowed or op == EQ:
             out.append(Condition(name, op, operand))
         else:
             raise BadRequest(f'Invalid query operator {op!r} on field {name!r}')
     return out
+
+
+def _ends_in_escape(pattern: str) -> bool:
+    return (len(pattern) - len(pattern.rstrip('\\'))) % 2 == 1
 
 
 # -- pagination -----------------------------------------------------------------------------------
@@ -265,10 +300,13 @@ def normalize_multi(multi: Union[bool, Iterable[str]]) -> frozenset:
 
 
 def check_multi(allowed: frozenset, method: str) -> None:
-    """Raise MethodNotAllowed when ``method`` may not touch several records."""
+    """Raise MethodNotAllowed when ``method`` may not touch several records (Feathers' message,
+    which its clients and adapter tests read; the hint rides in ``data``)."""
     if method not in allowed:
-        what = 'create multiple records' if method == 'create' else f'{method} with id null'
-        raise MethodNotAllowed(f'Can not {what}: the service was not created with multi=True')
+        what = 'a list of records' if method == 'create' else 'id null'
+        raise MethodNotAllowed(f'Can not {method} multiple entries', data={
+            'hint': f'{method} with {what} needs the service option multi=True '
+                    f"(or multi=['{method}'], or params['adapter'] per call)"})
 
 
 def check_data(data: Any) -> Dict[str, Any]:

@@ -13,7 +13,11 @@ Coercion rule (REST sends every query value and every id as a string):
 * An **id** matches the stored key as given; failing that a decimal string (``'5'``) matches the int
   key ``5`` and an int ``5`` matches the string key ``'5'``.
 * A missing field compares like ``None``; ordering comparisons (``$lt`` ...) between incompatible
-  types (``None`` included) are false, so ``$ne``/``$nin`` match them.
+  types (``None`` included) are false, so ``$ne``/``$nin`` match them. The one exception is a query
+  string that cannot become the number (or boolean) it is ordered against (``?id[$gte]=abc`` with
+  int ids): that is a BadRequest, as in the SQL service, not a silent empty result.
+* ``$like``, ``$ilike`` and ``$notlike`` match strings only (SQL ``LIKE`` semantics, see
+  :func:`flask_feathers._adapter.like`); a missing or non-string value matches ``$notlike`` only.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import types
 from typing import Any, Callable, Dict, Iterable, List, Mapping, MutableMapping, Optional, Union
 
 from . import _query as q
+from ._adapter import AdapterOptions, CallOptions, like
 from .errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -61,10 +66,19 @@ def _equal(stored: Any, value: Any) -> bool:
     return coerce_like(value, stored) == stored
 
 
-def _matches(node: q.Node, record: Mapping[str, Any]) -> bool:
+_PATTERNS: Dict[str, Callable[[Any, str], bool]] = {
+    '$like': lambda stored, pattern: like(stored, pattern),
+    '$ilike': lambda stored, pattern: like(stored, pattern, ignore_case=True),
+    '$notlike': lambda stored, pattern: not like(stored, pattern),
+}
+_NO_OPERATORS: Mapping[str, Callable[[Any, Any], Any]] = types.MappingProxyType({})
+
+
+def _matches(node: q.Node, record: Mapping[str, Any],
+             operators: Mapping[str, Callable[[Any, Any], Any]] = _NO_OPERATORS) -> bool:
     if isinstance(node, q.Junction):
         test = all if node.op == '$and' else any
-        return test(_matches(child, record) for child in node.children)
+        return test(_matches(child, record, operators) for child in node.children)
     stored = record.get(node.field)
     op, value = node.op, node.value
     if op == q.EQ:
@@ -75,10 +89,28 @@ def _matches(node: q.Node, record: Mapping[str, Any]) -> bool:
         return any(_equal(stored, v) for v in value)
     if op == '$nin':
         return not any(_equal(stored, v) for v in value)
+    if op in _PATTERNS:
+        return _PATTERNS[op](stored, value)
+    if op not in _ORDERING:
+        return _custom(operators[op], node, stored)
+    coerced = coerce_like(value, stored)
+    if isinstance(value, str) and isinstance(coerced, str) and isinstance(stored, (int, float)):
+        kind = 'boolean' if isinstance(stored, bool) else 'number'
+        raise BadRequest(f'Invalid value {value!r} for {op} on field {node.field!r}: expected a {kind}',
+                         errors={node.field: f'expected a {kind}'})
     try:
-        return bool(_ORDERING[op](stored, coerce_like(value, stored)))
+        return bool(_ORDERING[op](stored, coerced))
     except TypeError:
         return False
+
+
+def _custom(fn: Callable[[Any, Any], Any], node: q.Condition, stored: Any) -> bool:
+    # An extra operator's own TypeError/ValueError means an operand it cannot use: the client's.
+    try:
+        return bool(fn(stored, node.value))
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f'Invalid value {node.value!r} for {node.op} on field {node.field!r}: {exc}',
+                         errors={node.field: str(exc)}) from None
 
 
 def _compare(a: Any, b: Any) -> int:
@@ -104,7 +136,7 @@ def _sort_key(sort: Iterable[tuple]) -> Callable[[Any], Any]:
     return functools.cmp_to_key(compare)
 
 
-class MemoryService:
+class MemoryService(AdapterOptions):
     """A Feathers service storing records in memory.
 
     :param id: the name of the id field.
@@ -114,6 +146,12 @@ class MemoryService:
         record matching ``params['query']``); ``True`` or a list of those method names. Otherwise
         such calls raise MethodNotAllowed.
     :param store: an existing ``{id: record}`` dict to serve; it is used as it is, not copied.
+    :param operators: extra query operators, ``{'$name': fn(stored_value, operand) -> bool}``.
+    :param filters: extra top-level query keys, ``{'$name': True or converter}`` (see
+        :mod:`flask_feathers._adapter`).
+
+    ``params['adapter']`` overrides ``paginate``, ``multi``, ``operators`` and ``filters`` for one
+    call (Feathers 5).
 
     Ids missing on create are generated as consecutive ints. Results are deep copies: callers can
     never change the store by mutating what they got. Every method holds one lock while it touches
@@ -122,10 +160,11 @@ class MemoryService:
 
     def __init__(self, id: str = 'id', paginate: Optional[Mapping[str, Any]] = DEFAULT_PAGINATE,
                  multi: Union[bool, Iterable[str]] = False,
-                 store: Optional[MutableMapping[Any, Dict[str, Any]]] = None) -> None:
+                 store: Optional[MutableMapping[Any, Dict[str, Any]]] = None,
+                 operators: Optional[Mapping[str, Callable[[Any, Any], Any]]] = None,
+                 filters: Optional[Mapping[str, Any]] = None) -> None:
         self.id = id
-        self.paginate = q.normalize_paginate(paginate)
-        self.multi = q.normalize_multi(multi)
+        self._init_options(paginate, multi, operators, filters)
         self.store: MutableMapping[Any, Dict[str, Any]] = {} if store is None else store
         self._lock = threading.Lock()
         self._next_id = 1 + max((k for k in self.store if _is_int(k)), default=0)
@@ -134,12 +173,13 @@ class MemoryService:
 
     def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
         """Records matching ``params['query']``; a page dict when paginating."""
-        parsed = q.parse_query(q.get_query(params))
-        paginate = q.paginate_for_call(self.paginate, params)
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
+        paginate = options.paginate
         filters = parsed.filters
         limit = q.effective_limit(filters, paginate)
         with self._lock:
-            found = [r for r in self.store.values() if _matches(parsed.where, r)]
+            found = [r for r in self.store.values() if _matches(parsed.where, r, options.operators)]
             if filters.sort:
                 found.sort(key=_sort_key(filters.sort))
             total = len(found)
@@ -149,19 +189,22 @@ class MemoryService:
 
     def get(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The record with ``id`` (which must also match ``params['query']``)."""
-        parsed = q.parse_query(q.get_query(params))
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
         with self._lock:
-            return self._out(self.store[self._existing(id, parsed.where)], parsed.filters.select)
+            key = self._existing(id, parsed.where, options)
+            return self._out(self.store[key], parsed.filters.select)
 
     def create(self, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Store ``data`` (a list of records under ``multi``); a missing id is generated.
 
         A list is all or nothing: a duplicate id anywhere stores none of it.
         """
-        select = q.parse_query(q.get_query(params)).filters.select
+        options = self.options_for(params)
+        select = self.parse(params, options).filters.select
         many = isinstance(data, list)
         if many:
-            q.check_multi(self.multi, 'create')
+            q.check_multi(options.multi, 'create')
         records = [copy.deepcopy(q.check_data(item)) for item in (data if many else [data])]
         with self._lock:
             keys = []
@@ -187,9 +230,10 @@ class MemoryService:
         if id is None:
             raise BadRequest("update replaces one record and needs an id; use patch to change many")
         record = copy.deepcopy(q.check_data(data))
-        parsed = q.parse_query(q.get_query(params))
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
         with self._lock:
-            key = self._existing(id, parsed.where)
+            key = self._existing(id, parsed.where, options)
             record[self.id] = key
             self.store[key] = record
             return self._out(record, parsed.filters.select)
@@ -198,11 +242,12 @@ class MemoryService:
         """Merge ``data`` into the record with ``id``, or into every match when ``id`` is None."""
         changes = copy.deepcopy(q.check_data(data))
         changes.pop(self.id, None)
-        parsed = q.parse_query(q.get_query(params))
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(self.multi, 'patch')
+            q.check_multi(options.multi, 'patch')
         with self._lock:
-            keys = self._matching(parsed.where) if id is None else [self._existing(id, parsed.where)]
+            keys = self._keys(id, parsed.where, options)
             for key in keys:
                 self.store[key].update(copy.deepcopy(changes))
             out = [self._out(self.store[key], parsed.filters.select) for key in keys]
@@ -210,11 +255,12 @@ class MemoryService:
 
     def remove(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Delete the record with ``id``, or every match when ``id`` is None; returns what was removed."""
-        parsed = q.parse_query(q.get_query(params))
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(self.multi, 'remove')
+            q.check_multi(options.multi, 'remove')
         with self._lock:
-            keys = self._matching(parsed.where) if id is None else [self._existing(id, parsed.where)]
+            keys = self._keys(id, parsed.where, options)
             out = [self._out(self.store.pop(key), parsed.filters.select) for key in keys]
         return out if id is None else out[0]
 
@@ -223,12 +269,15 @@ class MemoryService:
     def _out(self, record: Mapping[str, Any], select: Optional[Iterable[str]]) -> Dict[str, Any]:
         return copy.deepcopy(q.select_fields(record, select, self.id))
 
-    def _matching(self, where: q.Node) -> List[Any]:
-        return [key for key, record in self.store.items() if _matches(where, record)]
+    def _keys(self, id: Any, where: q.Node, options: CallOptions) -> List[Any]:
+        if id is None:
+            return [key for key, record in self.store.items()
+                    if _matches(where, record, options.operators)]
+        return [self._existing(id, where, options)]
 
-    def _existing(self, id: Any, where: q.Node) -> Any:
+    def _existing(self, id: Any, where: q.Node, options: CallOptions) -> Any:
         key = self._lookup(id)
-        if key is _MISSING or not _matches(where, self.store[key]):
+        if key is _MISSING or not _matches(where, self.store[key], options.operators):
             raise NotFound(f"No record found for id '{id}'", data={self.id: id})
         return key
 

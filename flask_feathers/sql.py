@@ -1,6 +1,7 @@
 """SQLService: a Feathers service over one table, on SQLAlchemy 2 Core.
 
-SQLite (a file) is the embedded default; PostgreSQL is where an application goes when it outgrows it.
+SQLite (a file) is the embedded default; PostgreSQL and MariaDB/MySQL are where an application goes
+when it outgrows it.
 Filters, sorting, pagination and counting run in SQL. Every call runs in its own transaction; on
 SQLite, writes open it with ``BEGIN IMMEDIATE`` so two writers queue on the database lock instead of
 deadlocking while upgrading a read lock. Query values and data are coerced by column type (see
@@ -13,24 +14,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy.dialects import mysql as sa_mysql
     from sqlalchemy.pool import SingletonThreadPool, StaticPool
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('SQLService needs SQLAlchemy: pip install "flask-feathers[sql]" (from a '
                       'checkout or a built wheel: pip install ".[sql]"; [postgres] adds psycopg)') from exc
 
 from . import _query as q
-from .errors import BadRequest, Conflict, GeneralError, NotFound, Unavailable
+from ._adapter import LIKE_ESCAPE, AdapterOptions, CallOptions, like_to_glob
+from ._sql_errors import database_errors
+from .errors import BadRequest, NotFound
 from .memory import DEFAULT_PAGINATE
 
 log = logging.getLogger(__name__)
 
-#: sqlite3 error names and PostgreSQL SQLSTATEs meaning "duplicate key".
-_DUPLICATE_CODES = {'SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_CONSTRAINT_UNIQUE', '23505'}
 #: Seconds a SQLite writer waits for the database lock (engines the service makes from a URL).
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Label of the window count a paginated find selects next to the columns.
@@ -51,7 +53,7 @@ def _is_memory_sqlite(url: sa.URL) -> bool:
     return url.get_backend_name() == 'sqlite' and url.database in (None, '', ':memory:')
 
 
-class SQLService:
+class SQLService(AdapterOptions):
     """A Feathers service storing records in one SQL table.
 
     :param model_or_table: a :class:`sqlalchemy.Table` or a declarative model class (a
@@ -65,11 +67,22 @@ class SQLService:
     :param multi: allow ``create`` with a list and ``patch``/``remove`` with ``id=None``; ``True`` or a
         list of those method names. Otherwise such calls raise MethodNotAllowed.
     :param create_table: create the table in :meth:`setup` when it does not exist yet.
+    :param operators: extra query operators, ``{'$name': fn(column, operand) -> SQL expression}``.
+    :param filters: extra top-level query keys, ``{'$name': True or converter}`` (see
+        :mod:`flask_feathers._adapter`).
+
+    ``params['adapter']`` overrides ``paginate``, ``multi``, ``operators`` and ``filters`` for one
+    call (Feathers 5). ``$like``/``$notlike``/``$ilike`` take SQL patterns with ``\\`` as the
+    escape character and match the same on every database, whatever its collation: ``$like``
+    respects case, ``$ilike`` ignores it (non-ASCII letters as the database folds them; SQLite folds
+    ASCII only), both respect accents.
     """
 
     def __init__(self, model_or_table: Any, engine_or_url: Union[sa.Engine, str, sa.URL], id: str = 'id',
                  paginate: Optional[Mapping[str, Any]] = DEFAULT_PAGINATE,
-                 multi: Union[bool, Iterable[str]] = False, create_table: bool = True) -> None:
+                 multi: Union[bool, Iterable[str]] = False, create_table: bool = True,
+                 operators: Optional[Mapping[str, Any]] = None,
+                 filters: Optional[Mapping[str, Any]] = None) -> None:
         self.table = _table_of(model_or_table)
         if id not in self.table.c:
             raise ValueError(f'Table {self.table.name!r} has no column {id!r}; pass id=<the id column>')
@@ -78,8 +91,7 @@ class SQLService:
         self._db_makes_ids = (self.table.autoincrement_column is self.id_column
                               or self.id_column.default is not None
                               or self.id_column.server_default is not None)
-        self.paginate = q.normalize_paginate(paginate)
-        self.multi = q.normalize_multi(multi)
+        self._init_options(paginate, multi, operators, filters)
         self.create_table_on_setup = create_table
         self._owns_engine = not isinstance(engine_or_url, sa.Engine)
         self.engine = self._make_engine(engine_or_url) if self._owns_engine else engine_or_url
@@ -128,11 +140,12 @@ class SQLService:
 
     def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
         """Rows matching ``params['query']``; a page dict when paginating."""
-        parsed = q.parse_query(q.get_query(params))
-        paginate = q.paginate_for_call(self.paginate, params)
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
+        paginate = options.paginate
         filters = parsed.filters
         limit = q.effective_limit(filters, paginate)
-        where = self._where(parsed.where)
+        where = self._where(parsed.where, options)
         columns = self._columns(filters.select)
         if paginate is not None:
             # The total rides along in the same statement (a window count is taken before LIMIT), so
@@ -157,18 +170,20 @@ class SQLService:
 
     def get(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The row with ``id`` (which must also match ``params['query']``)."""
-        parsed = q.parse_query(q.get_query(params))
-        cond = self._id_condition(id, parsed.where)
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
+        cond = self._id_condition(id, parsed.where, options)
         stmt = sa.select(*self._columns(parsed.filters.select)).where(cond)
         with self._transaction(write=False) as conn:
             return self._one(conn.execute(stmt), id)
 
     def create(self, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Insert ``data`` (a list of rows under ``multi``, all in one transaction)."""
-        select = q.parse_query(q.get_query(params)).filters.select
+        options = self.options_for(params)
+        select = self.parse(params, options).filters.select
         many = isinstance(data, list)
         if many:
-            q.check_multi(self.multi, 'create')
+            q.check_multi(options.multi, 'create')
         rows = [self._values(q.check_data(item)) for item in (data if many else [data])]
         for row in rows:
             if row.get(self.id) is None:
@@ -218,19 +233,22 @@ class SQLService:
         given = self._values(q.check_data(data))
         values = {c.key: given[c.key] if c.key in given else _default(c)
                   for c in self.table.c if c.key != self.id}
-        parsed = q.parse_query(q.get_query(params))
-        cond = self._id_condition(id, parsed.where)
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
+        cond = self._id_condition(id, parsed.where, options)
         with self._transaction(write=True) as conn:
             rows = self._write_rows(conn, cond, values, parsed.filters.select)
         return self._single(rows, id)
 
-    def _target(self, id: Any, parsed: Any, method: str) -> Any:
+    def _target(self, id: Any, params: Optional[Dict[str, Any]], method: str) -> Tuple[Any, q.ParsedQuery]:
         """The WHERE of a patch/remove: the row ``id`` (and the query), or with ``id=None`` every
         match of the query, which needs ``multi`` for ``method``."""
+        options = self.options_for(params)
+        parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(self.multi, method)
-            return self._where(parsed.where)
-        return self._id_condition(id, parsed.where)
+            q.check_multi(options.multi, method)
+            return self._where(parsed.where, options), parsed
+        return self._id_condition(id, parsed.where, options), parsed
 
     def patch(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Set the columns in ``data`` on the row with ``id``, or on every match when ``id`` is None.
@@ -240,8 +258,7 @@ class SQLService:
         """
         values = self._values(q.check_data(data))
         values.pop(self.id, None)
-        parsed = q.parse_query(q.get_query(params))
-        cond = self._target(id, parsed, 'patch')
+        cond, parsed = self._target(id, params, 'patch')
         with self._transaction(write=True) as conn:
             if id is None:
                 cond = self._lock_in_order(conn, cond)
@@ -250,8 +267,7 @@ class SQLService:
 
     def remove(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Delete the row with ``id``, or every match when ``id`` is None; returns what was deleted."""
-        parsed = q.parse_query(q.get_query(params))
-        cond = self._target(id, parsed, 'remove')
+        cond, parsed = self._target(id, params, 'remove')
         columns = self._columns(parsed.filters.select)
         with self._transaction(write=True) as conn:
             if id is None:
@@ -280,9 +296,9 @@ class SQLService:
     def _values(self, data: Mapping[str, Any]) -> Dict[str, Any]:
         return {name: q.coerce_column(self._column(name), value) for name, value in data.items()}
 
-    def _where(self, node: q.Node) -> Any:
+    def _where(self, node: q.Node, options: CallOptions) -> Any:
         if isinstance(node, q.Junction):
-            parts = [self._where(child) for child in node.children]
+            parts = [self._where(child, options) for child in node.children]
             if not parts:
                 return sa.true()
             return sa.and_(*parts) if node.op == '$and' else sa.or_(*parts)
@@ -298,6 +314,14 @@ class SQLService:
             if has_null:
                 return sa.and_(column.not_in(known), column.is_not(None))
             return sa.or_(column.not_in(known), column.is_(None))
+        if node.op in q.PATTERNS:
+            return self._like(column, node.op, node.value)
+        if node.op in options.operators:
+            try:
+                return options.operators[node.op](column, node.value)
+            except (TypeError, ValueError, sa_exc.ArgumentError) as exc:
+                raise BadRequest(f'Invalid value {node.value!r} for {node.op} on field '
+                                 f'{node.field!r}: {exc}', errors={node.field: str(exc)}) from None
         value = q.coerce_column(column, node.value)
         if node.op == q.EQ:
             return column.is_(None) if value is None else column == value
@@ -319,14 +343,34 @@ class SQLService:
             order.append(self.id_column.asc())  # a stable order makes pages disjoint
         return order
 
-    def _id_condition(self, id: Any, where: q.Node) -> Any:
+    def _like(self, column: sa.Column, op: str, pattern: str) -> Any:
+        if q.python_type(column) is not str:
+            raise BadRequest(f'{op} needs a text field; {column.key!r} is not one',
+                             errors={column.key: 'not a text field'})
+        name = self.engine.dialect.name
+        if name in ('mysql', 'mariadb'):
+            match = _mysql_like(column, pattern, fold_case=op == '$ilike')
+        elif op == '$ilike':
+            match = column.ilike(pattern, escape=LIKE_ESCAPE)
+        elif name == 'sqlite':
+            # $like respects case everywhere, as in PostgreSQL and the memory service: SQLite's
+            # LIKE ignores ASCII case, its GLOB does not.
+            match = column.op('GLOB', is_comparison=True)(like_to_glob(pattern))
+        else:
+            match = column.like(pattern, escape=LIKE_ESCAPE)
+        if op != '$notlike':
+            return match
+        # A NULL is not like the pattern (the memory service says so; SQL alone would say NULL).
+        return sa.or_(sa.not_(match), column.is_(None))
+
+    def _id_condition(self, id: Any, where: q.Node, options: CallOptions) -> Any:
         try:
             value = q.coerce_column(self.id_column, id)
         except BadRequest:
             raise NotFound(f"No record found for id '{id}'", data={self.id: id}) from None
         if value is None:
             raise NotFound(f"No record found for id '{id}'", data={self.id: id})
-        return sa.and_(self.id_column == value, self._where(where))
+        return sa.and_(self.id_column == value, self._where(where, options))
 
     def _lock_in_order(self, conn: sa.Connection, cond: Any) -> Any:
         # Two multi-row UPDATEs lock their rows in scan order, which differs between them once rows
@@ -377,36 +421,19 @@ class SQLService:
                         conn.exec_driver_sql('BEGIN IMMEDIATE')
                     yield conn
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Let no SQLAlchemy exception out: map it to the FeathersError a client should see."""
-        try:
-            yield
-        except sa_exc.IntegrityError as exc:
-            if _is_duplicate(exc):
-                raise Conflict(f'A record with the same id or unique value already exists in '
-                               f'{self.table.name!r}') from None
-            raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
-        except sa_exc.DataError as exc:
-            raise BadRequest(f'Rejected by the database: {_first_line(exc.orig)}') from None
-        except sa_exc.OperationalError as exc:
-            if 'no such' in str(exc.orig).lower():  # SQLite's missing table or column
-                log.error('Database error on %r', self.table.name, exc_info=exc)
-                raise GeneralError('Database error') from None
-            log.error('Database unavailable for %r', self.table.name, exc_info=exc)
-            raise Unavailable('The database is unavailable or busy; try again') from None
-        except sa_exc.DBAPIError as exc:
-            log.error('Database error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
-        except sa_exc.StatementError as exc:
-            # Raised while binding parameters: a value the column type cannot take.
-            if isinstance(exc.orig, (TypeError, ValueError)):
-                raise BadRequest(f'Invalid data: {exc.orig}') from None
-            log.error('Database error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
-        except sa_exc.SQLAlchemyError as exc:
-            log.error('SQLAlchemy error on %r', self.table.name, exc_info=exc)
-            raise GeneralError('Database error') from None
+    def _errors(self) -> ContextManager[None]:
+        return database_errors(self.table.name)
+
+
+def _mysql_like(column: sa.Column, pattern: str, fold_case: bool) -> Any:
+    # MariaDB/MySQL compare with the column's collation, by default blind to case and accents.
+    # Both sides as utf8mb4 text under its binary collation respect both and still match by
+    # character ('_' is one character, also when it takes several bytes); $ilike folds case with
+    # lower() on both sides.
+    def exact(value: Any) -> Any:
+        text = sa.cast(value, sa_mysql.CHAR(charset='utf8mb4'))
+        return (sa.func.lower(text) if fold_case else text).collate('utf8mb4_bin')
+    return exact(column).like(exact(sa.literal(pattern)), escape=LIKE_ESCAPE)
 
 
 def _default(column: sa.Column) -> Any:
@@ -414,16 +441,3 @@ def _default(column: sa.Column) -> Any:
     if default is not None and getattr(default, 'is_scalar', False):
         return default.arg
     return None
-
-
-def _is_duplicate(exc: sa_exc.IntegrityError) -> bool:
-    orig = exc.orig
-    code = getattr(orig, 'sqlite_errorname', None) or getattr(orig, 'sqlstate', None)
-    if code is not None:
-        return code in _DUPLICATE_CODES
-    text = str(orig).lower()
-    return 'unique' in text or 'duplicate' in text
-
-
-def _first_line(error: Any) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -46,4 +46,19 @@ bootstrap_services() {
         echo "starting postgresql" >&2
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
     fi
+    bootstrap_mariadb
+}
+
+# MariaDB (or MySQL) on 127.0.0.1:3306, root without a password, database `test`: the SQLService
+# tests and the adapter conformance suite run on it (they skip, saying why, when it is absent).
+bootstrap_mariadb() {
+    command -v mysqladmin >/dev/null 2>&1 || return 0
+    local ping=(mysqladmin -h 127.0.0.1 -P 3306 -u root --connect-timeout=2 ping)
+    if ! "${ping[@]}" >/dev/null 2>&1; then
+        echo "starting mariadb" >&2
+        service mariadb start >/dev/null 2>&1 || service mysql start >/dev/null 2>&1 \
+            || (mysqld_safe --bind-address=127.0.0.1 >/tmp/flask-feathers-mariadb.log 2>&1 &)
+        for _ in $(seq 100); do "${ping[@]}" >/dev/null 2>&1 && break; sleep 0.2; done
+    fi
+    mysql -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS test' >/dev/null 2>&1 || true
 }

@@ -339,6 +339,162 @@ def test_unknown_operator_names_it(make_service):
         service.find({'query': {'name': {'$regex': 'A.*'}}})
 
 
+@pytest.mark.parametrize('query', [
+    {'id': {'$gte': 'abc'}},
+    {'age': {'$lt': 'abc'}},
+    {'$or': [{'name': 'Alice'}, {'age': {'$gt': 'ten'}}]},
+])
+def test_uncomparable_value_is_badrequest(make_service, query):
+    # ?id[$gte]=abc on int ids: both services answer 400, never an empty 200 (issue 19).
+    service = make_service()
+    seed(service)
+    with pytest.raises(BadRequest) as info:
+        service.find({'query': query})
+    assert info.value.to_dict()['code'] == 400
+
+
+LIKE_CASES = [
+    ({'name': {'$like': 'A%'}}, ['Alice']),
+    ({'name': {'$like': '%e'}}, ['Alice', 'Dave', 'Eve']),
+    ({'name': {'$like': '_o%'}}, ['Bob']),
+    ({'name': {'$like': '___'}}, ['Bob', 'Eve']),
+    ({'name': {'$like': 'Car_l'}}, ['Carol']),
+    ({'name': {'$like': '%'}}, ALL),
+    ({'name': {'$notlike': '%e'}}, ['Bob', 'Carol']),
+    ({'city': {'$notlike': 'P%'}}, ['Bob', 'Carol', 'Eve']),  # NULL is not like it
+    ({'city': {'$like': '%'}}, ['Alice', 'Bob', 'Dave', 'Eve']),  # NULL is not like anything
+    ({'name': {'$ilike': 'a%'}}, ['Alice']),
+    ({'name': {'$ilike': '%E'}}, ['Alice', 'Dave', 'Eve']),
+    ({'name': {'$ilike': 'bOb'}}, ['Bob']),
+    ({'name': {'$like': 'Alice', '$ne': 'Alice'}}, []),
+    ({'$or': [{'name': {'$like': 'B%'}}, {'city': {'$ilike': 'rome'}}]}, ['Bob', 'Eve']),
+]
+
+
+@pytest.mark.parametrize('case', LIKE_CASES, ids=[str(c[0]) for c in LIKE_CASES])
+def test_like_operators(make_service, case):
+    query, expected = case
+    service = make_service()
+    seed(service)
+    assert find_names(service, query) == expected
+
+
+def test_like_escape_and_literal_wildcards(make_service):
+    service = make_service()
+    seed(service, [{'name': '50%'}, {'name': '500'}, {'name': 'a_b'}, {'name': 'axb'}, {'name': 'c\\d'}])
+    assert find_names(service, {'name': {'$like': '50\\%'}}) == ['50%']
+    assert find_names(service, {'name': {'$like': '50%'}}) == ['50%', '500']
+    assert find_names(service, {'name': {'$like': 'a\\_b'}}) == ['a_b']
+    assert find_names(service, {'name': {'$like': 'a_b'}}) == ['a_b', 'axb']
+    assert find_names(service, {'name': {'$like': 'c\\\\d'}}) == ['c\\d']
+
+
+def test_like_matches_characters_and_respects_accents(make_service):
+    # MariaDB's default collation ignores accents and a binary comparison counts bytes: neither here.
+    service = make_service()
+    seed(service, [{'name': 'é'}, {'name': 'e'}, {'name': 'ée'}, {'name': 'E'}])
+    assert find_names(service, {'name': {'$like': '_'}}) == ['E', 'e', 'é']
+    assert find_names(service, {'name': {'$like': 'e'}}) == ['e']
+    assert find_names(service, {'name': {'$like': 'é%'}}) == ['é', 'ée']
+    assert find_names(service, {'name': {'$ilike': 'e'}}) == ['E', 'e']
+    assert find_names(service, {'name': {'$notlike': '_'}}) == ['ée']
+
+
+@pytest.mark.parametrize('query', [{'name': {'$like': 5}}, {'name': {'$ilike': ['a']}}])
+def test_like_needs_a_pattern_string(make_service, query):
+    service = make_service()
+    with pytest.raises(BadRequest, match='pattern'):
+        service.find({'query': query})
+
+
+def test_like_works_with_multi_writes(make_service):
+    service = make_service(multi=True)
+    seed(service)
+    removed = service.remove(None, {'query': {'name': {'$like': '%a%'}}})
+    assert sorted(names(removed)) == ['Carol', 'Dave']
+    assert find_names(service, {}) == ['Alice', 'Bob', 'Eve']
+
+
+def test_multi_refusal_speaks_feathers(make_service):
+    service = make_service()
+    for method, call in [('create', lambda: service.create([{'name': 'a'}])),
+                         ('patch', lambda: service.patch(None, {'age': 1})),
+                         ('remove', lambda: service.remove(None))]:
+        with pytest.raises(MethodNotAllowed) as info:
+            call()
+        assert info.value.message == f'Can not {method} multiple entries'
+
+
+# -- params['adapter'] (Feathers 5's per-call adapter options) ------------------------------------
+
+def test_adapter_params_override_paginate(make_service):
+    service = make_service(paginate=None)
+    seed(service)
+    page = service.find({'adapter': {'paginate': {'default': 3}}})
+    assert (page['total'], page['limit'], page['skip'], len(page['data'])) == (5, 3, 0, 3)
+    # params['adapter'] wins over params['paginate'], as in Feathers' getOptions
+    page = service.find({'paginate': False, 'adapter': {'paginate': {'default': 2, 'max': 4}}})
+    assert page['limit'] == 2
+    paged = make_service(paginate={'default': 2, 'max': 2})
+    seed(paged)
+    assert sorted(names(paged.find({'adapter': {'paginate': False}}))) == ALL
+
+
+def test_adapter_params_override_multi(make_service):
+    service = make_service(multi=['patch'])
+    seed(service)
+    created = service.create([{'name': 'Gerald'}, {'name': 'Herald'}], {'adapter': {'multi': ['create']}})
+    assert names(created) == ['Gerald', 'Herald']
+    with pytest.raises(MethodNotAllowed, match='Can not patch multiple entries'):
+        service.patch(None, {'age': 2}, {'query': {'age': 25}, 'adapter': {'multi': ['create']}})
+    assert names(service.patch(None, {'age': 2}, {'query': {'name': 'Bob'}})) == ['Bob']
+    with pytest.raises(MethodNotAllowed):
+        service.create([{'name': 'x'}])
+
+
+@pytest.mark.parametrize('adapter', [{'paginate': {'pages': 1}}, {'multi': ['update']},
+                                     {'operators': ['$regex']}, {'filters': {'$x': 5}}])
+def test_bad_adapter_values_are_badrequest(make_service, adapter):
+    service = make_service()
+    with pytest.raises(BadRequest, match='adapter|paginate'):
+        service.find({'adapter': adapter})
+
+
+def test_unknown_adapter_option_is_a_usage_error(make_service):
+    service = make_service()
+    with pytest.raises(ValueError, match="params\\['adapter'\\]"):
+        service.find({'adapter': {'whitelist': ['$regex']}})
+
+
+def test_extra_filters_are_accepted_and_left_out_of_the_query(make_service):
+    seen = []
+    service = make_service(filters={'$populate': True, '$tag': lambda v: seen.append(v) or v})
+    seed(service)
+    result = service.find({'query': {'$populate': 'author', '$tag': 'x', 'age': 25}, 'paginate': False})
+    assert sorted(names(result)) == ['Bob', 'Dave'] and seen == ['x']
+    plain = make_service()
+    with pytest.raises(BadRequest, match=r'\$populate'):
+        plain.find({'query': {'$populate': 'author'}})
+    # per call, params['adapter'] allows it on a service without the option
+    assert plain.find({'query': {'$populate': 'a'}, 'adapter': {'filters': {'$populate': True}},
+                       'paginate': False}) == []
+
+
+def test_extra_filter_converter_errors_are_badrequest(make_service):
+    service = make_service(filters={'$n': int})
+    with pytest.raises(BadRequest, match=r'\$n'):
+        service.find({'query': {'$n': 'x'}})
+
+
+def test_option_misuse_raises_builtin_errors(make_service):
+    with pytest.raises(TypeError, match='implementation'):
+        make_service(operators=['$regex'])
+    with pytest.raises(ValueError, match=r'\$in'):
+        make_service(operators={'$in': lambda a, b: True})
+    with pytest.raises(ValueError, match=r'\$limit'):
+        make_service(filters={'$limit': True})
+
+
 # -- pagination -----------------------------------------------------------------------------------
 
 def test_default_pagination(make_service):

@@ -5,7 +5,7 @@ import sys
 import flask_feathers
 
 CORE = ['errors', 'service', 'events', 'registry', 'connections', 'dispatch', 'fanout', 'hooks',
-        'channels', 'encoding', 'fanout_redis']
+        'channels', 'encoding', 'fanout_redis', '_query', '_adapter', 'memory']
 IO_LIBRARIES = ['flask', 'flask_socketio', 'simple_websocket', 'redis', 'socketio', 'engineio',
                 'werkzeug', 'sqlalchemy']
 

@@ -105,3 +105,39 @@ def test_mixed_types_sort_without_error():
     for value in (3, 'b', None, 1, 'a'):
         service.create({'v': value})
     assert [r['v'] for r in service.find({'query': {'$sort': {'v': 1}}})] == [None, 1, 3, 'a', 'b']
+
+
+def test_custom_operators():
+    service = MemoryService(paginate=None, operators={
+        '$startswith': lambda stored, operand: isinstance(stored, str) and stored.startswith(operand)})
+    for name in ('Alice', 'Albert', 'Bob'):
+        service.create({'name': name})
+    assert [r['name'] for r in service.find({'query': {'name': {'$startswith': 'Al'}}})] == ['Alice', 'Albert']
+    assert [r['name'] for r in service.find({'query': {'$or': [{'name': {'$startswith': 'B'}}]}})] == ['Bob']
+    with pytest.raises(BadRequest, match=r'\$startswith'):
+        MemoryService().find({'query': {'name': {'$startswith': 'Al'}}})
+    with pytest.raises(BadRequest, match=r"5 for \$startswith on field 'name'"):  # str.startswith(5)
+        service.find({'query': {'name': {'$startswith': 5}}})
+
+
+def test_like_matches_strings_only():
+    service = MemoryService(paginate=None)
+    service.create({'name': 'x', 'code': 12})
+    service.create({'name': 'y', 'code': '12'})
+    service.create({'name': 'z'})
+    assert [r['name'] for r in service.find({'query': {'code': {'$like': '1%'}}})] == ['y']
+    assert [r['name'] for r in service.find({'query': {'code': {'$notlike': '1%'}}})] == ['x', 'z']
+
+
+def test_ordering_with_a_string_that_is_no_number_is_badrequest():
+    # issue 19: the same answer as SQLService (400), not an empty result
+    service = MemoryService(paginate=None)
+    service.create({'age': 3, 'active': True, 'name': 'a'})
+    for query in ({'id': {'$gte': 'abc'}}, {'age': {'$lt': '3x'}}, {'active': {'$gt': 'yes'}}):
+        with pytest.raises(BadRequest) as info:
+            service.find({'query': query})
+        assert info.value.errors and list(info.value.errors) == [next(iter(query))]
+    # what does convert, or compares with a string, or is a JSON value, still answers
+    assert len(service.find({'query': {'age': {'$lt': '3.5'}, 'name': {'$gte': 'a'}}})) == 1
+    assert service.find({'query': {'score': {'$lt': 'abc'}}}) == []  # no number to compare with
+    assert service.find({'query': {'age': {'$gt': [1]}}}) == []

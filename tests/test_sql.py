@@ -1,7 +1,11 @@
-"""SQLService: the shared conformance suite on SQLite (a file) and PostgreSQL, plus SQL specifics.
+"""SQLService: the shared conformance suite on SQLite (a file), PostgreSQL and MariaDB, plus SQL
+specifics.
 
 PostgreSQL is expected on 127.0.0.1:5432, database ``test`` (override with FEATHERS_TEST_POSTGRES_URL);
-when it is not reachable the PostgreSQL tests fail, they are never skipped.
+when it is not reachable the PostgreSQL tests fail, they are never skipped. MariaDB (or MySQL) is
+expected on 127.0.0.1:3306, user root without a password, database ``test``, through PyMySQL
+(override with FEATHERS_TEST_MYSQL_URL); ``scripts/test`` starts it when it is installed and down,
+and its tests are skipped, saying why, only when it cannot be reached.
 """
 import datetime
 import os
@@ -27,6 +31,8 @@ except ImportError:
     from services_conformance import PEOPLE, seed
 
 PG_URL = os.environ.get('FEATHERS_TEST_POSTGRES_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test')
+MYSQL_URL = os.environ.get('FEATHERS_TEST_MYSQL_URL',
+                           'mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4')
 
 
 def unique_name(prefix='ff'):
@@ -60,14 +66,30 @@ def pg_engine():
     engine.dispose()
 
 
+@pytest.fixture(scope='module')
+def mysql_engine():
+    engine = sa.create_engine(MYSQL_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text('select 1'))
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        pytest.skip(f'MariaDB/MySQL is not reachable at {MYSQL_URL} ({exc.orig}); scripts/test '
+                    'starts it when installed, or set FEATHERS_TEST_MYSQL_URL')
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f'sqlite:///{tmp_path / "test.db"}'
 
 
-@pytest.fixture(params=['sqlite', 'postgresql'])
+@pytest.fixture(params=['sqlite', 'postgresql', 'mariadb'])
 def engine_or_url(request, sqlite_url):
-    return sqlite_url if request.param == 'sqlite' else request.getfixturevalue('pg_engine')
+    if request.param == 'sqlite':
+        return sqlite_url
+    return request.getfixturevalue('pg_engine' if request.param == 'postgresql' else 'mysql_engine')
 
 
 @pytest.fixture
@@ -266,7 +288,9 @@ def test_find_pushes_filter_sort_limit_and_count_into_sql(make_service, statemen
     assert names(result) == ['Carol', 'Alice'] and result['total'] == 5
     selects = [s for s in statements if s.startswith('SELECT')]
     assert len(selects) == 1  # rows and total in one statement, hence one snapshot
-    assert all(word in selects[0] for word in ('WHERE', 'ORDER BY', 'LIMIT', 'OFFSET', 'COUNT(*) OVER ()'))
+    # MariaDB/MySQL spell the offset LIMIT %s, %s
+    offset = 'LIMIT' if service.engine.dialect.name in ('mysql', 'mariadb') else 'OFFSET'
+    assert all(word in selects[0] for word in ('WHERE', 'ORDER BY', 'LIMIT', offset, 'COUNT(*) OVER ()'))
 
 
 def test_patch_is_a_single_update(make_service, statements):
@@ -275,7 +299,10 @@ def test_patch_is_a_single_update(make_service, statements):
     statements.listen(service.engine)
     service.patch(record['id'], {'age': 3})
     writes = [s for s in statements if not s.startswith(('BEGIN', 'SAVEPOINT', 'RELEASE'))]
-    assert len(writes) == 1 and writes[0].startswith('UPDATE') and 'RETURNING' in writes[0]
+    if service.engine.dialect.update_returning:
+        assert len(writes) == 1 and writes[0].startswith('UPDATE') and 'RETURNING' in writes[0]
+    else:  # MariaDB/MySQL: no UPDATE ... RETURNING, still one UPDATE (then a read of the rows)
+        assert [s.split()[0] for s in writes] == ['SELECT', 'UPDATE', 'SELECT']
 
 
 def test_failed_call_rolls_back(make_service):
@@ -334,6 +361,63 @@ def test_sqlite_and_memory_agree(records, query, sort, direction):
             assert [r['id'] for r in memory.find(rest)] == expected
     finally:
         sql.close()
+
+
+LIKE_TEXT = st.text(alphabet='aAbB_%\\xé', max_size=6)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(LIKE_TEXT, min_size=1, max_size=6), pattern=LIKE_TEXT,
+       op=st.sampled_from(['$like', '$notlike', '$ilike']))
+def test_like_agrees_on_memory_sqlite_and_the_database(engine_or_url, names, pattern, op):
+    # % and _ as wildcards (_ is one character, é included), \\ as the escape, case respected by
+    # $like only, accents always: the memory service, and the SQL service on SQLite, PostgreSQL and
+    # MariaDB, select the same records.
+    memory = MemoryService(paginate=None)
+    sql = SQLService(people_table(), engine_or_url, paginate=None)
+    sql.create_table()
+    try:
+        for name in names:
+            memory.create({'name': name})
+            sql.create({'name': name})
+        params = {'query': {'name': {op: pattern}, '$sort': {'id': 1}}}
+
+        def outcome(service):
+            try:
+                return [r['id'] for r in service.find(params)]
+            except BadRequest as exc:  # a pattern ending in a lone escape, on both
+                return exc.message
+        assert outcome(sql) == outcome(memory)
+    finally:
+        sql.drop_table()
+        sql.close()
+
+
+def test_custom_operators_run_in_sql(make_service):
+    service = make_service(operators={'$startswith': lambda column, operand: column.startswith(operand,
+                                                                                                autoescape=True)})
+    seed(service)
+    assert sorted(r['name'] for r in service.find({'query': {'name': {'$startswith': 'Ca'}}, 'paginate': False})) == [
+        'Carol']
+    plain = make_service()
+    with pytest.raises(BadRequest, match=r'\$startswith'):
+        plain.find({'query': {'name': {'$startswith': 'Ca'}}})
+    per_call = {'operators': {'$startswith': lambda column, operand: column.startswith(operand)}}
+    assert plain.find({'query': {'name': {'$startswith': 'x'}}, 'adapter': per_call, 'paginate': False}) == []
+
+    def checked(column, operand):
+        if not isinstance(operand, str):
+            raise TypeError('$startswith takes a string')
+        return column.startswith(operand)
+    with pytest.raises(BadRequest, match='takes a string'):
+        plain.find({'query': {'name': {'$startswith': ['x']}}, 'adapter': {'operators': {'$startswith': checked}}})
+
+
+def test_like_on_a_non_text_column_is_badrequest(make_service):
+    service = make_service()
+    seed(service)
+    with pytest.raises(BadRequest, match='age'):
+        service.find({'query': {'age': {'$like': '3%'}}})
 
 
 def test_concurrent_writes_on_sqlite_file_never_report_locked(sqlite_url, services):
@@ -396,6 +480,13 @@ def test_rest_end_to_end(kind, sqlite_url, services):
     r = client.get('/people/999')
     assert r.status_code == 404 and r.json['name'] == 'NotFound' and '999' in r.json['message']
     assert client.get('/people?age[$regex]=x').status_code == 400
+    # $like over a query string: %25 is the % wildcard, _ one character
+    assert [p['name'] for p in client.get('/people?name[$like]=_a%25&$sort[name]=1').json['data']] == [
+        'Carol', 'Dave']
+    assert client.get('/people?name[$ilike]=EVE').json['total'] == 1
+    r = client.get('/people?id[$gte]=abc')  # uncomparable with the int ids: 400 on both services
+    assert r.status_code == 400 and r.json['name'] == 'BadRequest'
+    assert client.get('/people?age[$gt]=ten').status_code == 400
     assert [name for name, _ in events] == ['created'] * 5 + ['patched'] * 3
     assert events[-1][1]['city'] == 'Lyon' and events[0][1] == {'id': 1, **PEOPLE[0]} | (
         {} if kind == 'memory' else {f'f{i}': None for i in range(8)})
