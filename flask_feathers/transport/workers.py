@@ -70,7 +70,10 @@ class Workers:
         self._lock = threading.Lock()
         self._idle: List[_Worker] = []
         self._queue: Deque[Tuple[float, Task]] = collections.deque()
+        #: a watcher thread is alive; parked on ``_watch_wait`` while the queue is empty
         self._watching = False
+        self._watcher_parked = False
+        self._watch_wait = threading.Condition(self._lock)
         self._count = 0
         #: threads inside blocking()
         self._blocked = 0
@@ -92,6 +95,8 @@ class Workers:
                     if not self._watching:
                         self._watching = True
                         action = 'watch'
+                    elif self._watcher_parked:
+                        self._watch_wait.notify()
         if worker is not None:
             worker.task = task
             worker.wake.release()
@@ -138,12 +143,18 @@ class Workers:
 
     def _watch(self, _: _Worker) -> None:
         """While tasks wait: start one more thread whenever the queue made no progress (no task
-        got a thread) for ``grace`` seconds: the busy threads are stuck in waits nobody marked."""
+        got a thread) for ``grace`` seconds: the busy threads are stuck in waits nobody marked.
+        Once the queue is empty the watcher stays parked for ``idle_timeout`` (a storm fills and
+        empties the queue again and again: a thread started each time cost a tenth of the CPU)."""
         while True:
             with self._lock:
                 if not self._queue:
-                    self._watching = False
-                    return
+                    self._watcher_parked = True
+                    self._watch_wait.wait(self.idle_timeout)
+                    self._watcher_parked = False
+                    if not self._queue:
+                        self._watching = False
+                        return
                 now = time.monotonic()
                 waited = now - max(self._queue[0][0], self._progress)
                 start = waited >= self.grace
