@@ -10,12 +10,15 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 LABELS = {'ff': 'flask_feathers', 'flask': 'Flask-SocketIO by hand', 'f5': 'Feathers 5 (Node)'}
+#: the rest scenario's servers (gunicorn gthread for the Python ones)
+REST_LABELS = {'ff': 'flask_feathers', 'flaskview': 'bare Flask view',
+               'f5': 'Feathers 5 on Koa (Node)'}
 
 
 #: the figure that ranks the rounds of a scenario
 PRIMARY = {'rpc': ('throughput',), 'fanout': ('deliveries_per_s',), 'slow': ('extra_ms',),
            'hold': ('held',), 'hold10k': ('connected',), 'sustained': ('deliveries_per_s',),
-           'storm': ('connected',)}
+           'storm': ('connected',), 'rest': ('rps',)}
 
 #: scenarios with tables of their own (see many_clients)
 OWN_TABLES = ('storm', 'hold10k', 'sustained')
@@ -156,6 +159,41 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
                      _fmt(base), 'n/a' if not held or not base else f'{held / base:.2f}x',
                      '>= 1,000', 'n/a' if held is None else ('pass' if held >= 1000 else 'miss')))
     rows += storm_targets(results) + hold10k_targets(results) + sustained_targets(results)
+    rows += rest_targets(results)
+    return rows
+
+
+def rest_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    """REST find of 20 records: flask_feathers (no hooks, three hooks) and Feathers 5 on Koa
+    against a bare Flask view, all served on one core."""
+    if not any(r['scenario'] == 'rest' for r in results['runs']):
+        return []
+    rows: List[Tuple[str, ...]] = []
+
+    def rps(server: str, hooks: int) -> Optional[float]:
+        return _num(_find(results, server, 'rest', 'rest', hooks=hooks), 'rps')
+
+    bare, unit = rps('flaskview', 0), ' req/s'
+    where = 'one core: gunicorn gthread for Python, Node for Koa'
+    for hooks, goal, what in ((0, 0.9, 'no hooks'),
+                              (3, 0.85, '3 hooks (around timing, before check, after strip)')):
+        ours = rps('ff', hooks)
+        ratio = ours / bare if ours is not None and bare else None
+        rows.append((f'REST find of 20 records, {what} ({where})', _fmt(ours, unit),
+                     REST_LABELS['flaskview'], _fmt(bare, unit),
+                     'n/a' if ratio is None else f'{ratio:.2f}x', f'>= {goal}x',
+                     'n/a' if ratio is None else ('pass' if ratio >= goal else 'miss')))
+    for hooks, what in ((0, 'no hooks'), (3, '3 hooks')):
+        f5 = rps('f5', hooks)
+        if f5 is None:
+            continue
+        rows.append((f'(context) REST find of 20 records, {what}, {REST_LABELS["f5"]}',
+                     _fmt(f5, unit), REST_LABELS['flaskview'], _fmt(bare, unit),
+                     'n/a' if not bare else f'{f5 / bare:.2f}x', '-', '-'))
+        ours = rps('ff', hooks)
+        rows.append((f'(context) REST find of 20 records, {what}: flask_feathers vs '
+                     f'{REST_LABELS["f5"]}', _fmt(ours, unit), REST_LABELS['f5'], _fmt(f5, unit),
+                     'n/a' if ours is None else f'{ours / f5:.2f}x', '-', '-'))
     return rows
 
 
@@ -473,20 +511,31 @@ def details(results: Dict[str, Any]) -> List[str]:
         if first['scenario'] in OWN_TABLES:
             continue
         ident = (first['server'], first['transport'], first['scenario'], first.get('clients'),
-                 first.get('service'))
+                 first.get('service'), first.get('hooks'))
         if ident in seen:
             continue
         seen.add(ident)
         rounds = [run for run in results['runs'] if (run['server'], run['transport'],
-                  run['scenario'], run.get('clients'), run.get('service')) == ident]
+                  run['scenario'], run.get('clients'), run.get('service'), run.get('hooks'))
+                  == ident]
         run = _median_run(rounds)
         r, s = run['result'], run['scenario']
-        who, tr = LABELS[run['server']], run['transport']
+        who = (REST_LABELS if s == 'rest' else LABELS)[run['server']]
+        tr = run['transport']
         if len(rounds) > 1:
             who += f' (median of {len(rounds)})'
         if r.get('error'):
             name = s + (f" {run.get('service')} x{run.get('clients')}" if s == 'fanout' else '')
             lines.append(f'| {name} | {who} | {tr} | error: {r["error"][:80]} | |')
+        elif s == 'rest':
+            warm = r.get('warmup') or {}
+            every = ', '.join(_fmt(_num(x['result'], 'rps')) for x in rounds)
+            lines.append(f'| REST find of 20 records ({run.get("hooks")} hooks; '
+                         f'{r.get("body_bytes")} bytes) | {who} | rest | '
+                         f'{_fmt(_num(r, "rps"))} req/s (rounds: {every}; warm-up '
+                         f'{warm.get("seconds")} s before each: {_fmt(warm.get("rps"))} req/s); '
+                         f'CPU of one core: server {_fmt(r.get("server_cpu"))}, wrk '
+                         f'{_fmt(r.get("loadgen_cpu"))} | {_latency(r, "latency_ms")} |')
         elif s == 'rpc':
             lines.append(f'| create with ack, 50 clients x 4 in flight | {who} | {tr} | '
                          f'{_fmt(_num(r, "throughput"))} calls/s | {_latency(r, "latency_ms")} |')
