@@ -70,7 +70,7 @@ PLANS = {
               'slow_events': 8, 'hold_steps': [250, 500, 1000], 'hold_seconds': 3,
               'primus_sizes': [500],
               'storm_sizes': [2000], 'hold10k_sizes': [2000], 'sustained_sizes': [500],
-              'sustained_transports': ['socketio'], 'rest_rounds': 2, 'rest_seconds': 5,
+              'sustained_transports': ['socketio'], 'rest_rounds': 5, 'rest_seconds': 2,
               'rest_warmup': 3},
     'full': {'rounds': 3, 'rpc_seconds': 5, 'fanout_sizes': [100, 500, 1000], 'events': 20,
              'burst': 20,
@@ -78,7 +78,7 @@ PLANS = {
              'primus_sizes': [100, 500, 1000],
              'storm_sizes': [2000, 10000], 'hold10k_sizes': [10000],
              'sustained_sizes': [500, 2000], 'sustained_transports': ['socketio', 'primus'],
-             'rest_rounds': 6, 'rest_seconds': 5, 'rest_warmup': 3},
+             'rest_rounds': 15, 'rest_seconds': 2, 'rest_warmup': 3},
 }
 PARTS = ('rpc', 'fanout', 'slow', 'hold', 'primus', 'storm', 'hold10k', 'sustained', 'rest')
 
