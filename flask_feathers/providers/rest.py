@@ -68,7 +68,7 @@ def _ensure_feathers() -> None:
 def _headers(environ: Dict[str, Any]) -> Dict[str, str]:
     """``{name.lower(): value for name, value in request.headers.items()}``, read from the WSGI
     environ directly (the same names and values, without Werkzeug's generators)."""
-    headers = {}
+    headers: Dict[str, str] = {}
     for key, value in environ.items():
         if key[:5] == 'HTTP_':
             if key != 'HTTP_CONTENT_TYPE' and key != 'HTTP_CONTENT_LENGTH':
