@@ -214,6 +214,13 @@ def rest_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
                      REST_LABELS['flaskview'], _fmt(bare, unit),
                      'n/a' if ratio is None else f'{ratio:.2f}x', f'>= {goal}x',
                      'n/a' if ratio is None else ('pass' if ratio >= goal else 'miss')))
+    # How much of CPU 0 each server got while measured: well below 1, the rest of the machine took
+    # its share, and requests/s ratios move with when it did (the slices spread that over all).
+    share = {(key, hooks): _num(rest_summary(results, key, hooks), 'server_cpu')
+             for key, hooks in (('ff', 0), ('ff', 3), ('flaskview', 0))}
+    rows.append(('(context) share of CPU 0 the server got while measured (1 = all of it)',
+                 f'{_fmt(share[("ff", 0)])} (no hooks), {_fmt(share[("ff", 3)])} (3 hooks)',
+                 REST_LABELS['flaskview'], _fmt(share[('flaskview', 0)]), '-', '-', '-'))
     # The same per CPU-second of the server: what a request costs, whatever share of its core the
     # server got from the rest of the machine (context, not a target).
     bare_cpu, cpu_unit = fig('flaskview', 0, 'cpu_rps'), ' req/CPU-s'
