@@ -13,12 +13,16 @@ import atexit
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,20 +40,47 @@ SERVERS = {
            'dialect': 'modern'},
 }
 
+# The rest scenario's servers: gunicorn with one gthread worker (the Python ones), Node (Koa).
+# ``{port}`` is replaced by the server's port.
+REST_THREADS = 4
+REST_CONNECTIONS = 16
+
+
+def _gunicorn(variant: str) -> List[str]:
+    return [os.path.join(os.path.dirname(PYTHON), 'gunicorn'), '--workers', '1',
+            '--worker-class', 'gthread', '--threads', str(REST_THREADS), '--bind',
+            '127.0.0.1:{port}', '--chdir', os.path.join(HERE, 'servers'), '--log-level',
+            'warning', f'rest_app:create_app("{variant}")']
+
+
+#: measurement -> the server (as the report names it), its command (None: it is served by
+#: ``process``), the URL path and how many hooks the call runs through
+REST_SERVERS = {
+    'flaskview': {'server': 'flaskview', 'cmd': _gunicorn('flask'), 'path': '/todos', 'hooks': 0},
+    'ff': {'server': 'ff', 'cmd': _gunicorn('ff'), 'path': '/todos', 'hooks': 0},
+    'ff_hooks': {'server': 'ff', 'cmd': _gunicorn('ff_hooks'), 'path': '/todos', 'hooks': 3},
+    'f5': {'server': 'f5', 'cmd': ['node', os.path.join(NODE_DIR, 'feathers5_rest.js'), '{port}'],
+           'path': '/todos', 'hooks': 0},
+    # the same Feathers 5 process, its service with the three hooks
+    'f5_hooks': {'server': 'f5', 'cmd': None, 'process': 'f5', 'path': '/htodos', 'hooks': 3},
+}
+
 PLANS = {
     'quick': {'rounds': 1, 'rpc_seconds': 3, 'fanout_sizes': [100, 500], 'events': 10, 'burst': 10,
               'slow_events': 8, 'hold_steps': [250, 500, 1000], 'hold_seconds': 3,
               'primus_sizes': [500],
               'storm_sizes': [2000], 'hold10k_sizes': [2000], 'sustained_sizes': [500],
-              'sustained_transports': ['socketio']},
+              'sustained_transports': ['socketio'], 'rest_rounds': 5, 'rest_seconds': 2,
+              'rest_warmup': 3},
     'full': {'rounds': 3, 'rpc_seconds': 5, 'fanout_sizes': [100, 500, 1000], 'events': 20,
              'burst': 20,
              'slow_events': 20, 'hold_steps': [250, 500, 1000, 1500, 2000], 'hold_seconds': 6,
              'primus_sizes': [100, 500, 1000],
              'storm_sizes': [2000, 10000], 'hold10k_sizes': [10000],
-             'sustained_sizes': [500, 2000], 'sustained_transports': ['socketio', 'primus']},
+             'sustained_sizes': [500, 2000], 'sustained_transports': ['socketio', 'primus'],
+             'rest_rounds': 15, 'rest_seconds': 2, 'rest_warmup': 3},
 }
-PARTS = ('rpc', 'fanout', 'slow', 'hold', 'primus', 'storm', 'hold10k', 'sustained')
+PARTS = ('rpc', 'fanout', 'slow', 'hold', 'primus', 'storm', 'hold10k', 'sustained', 'rest')
 
 # The storm, hold10k and sustained scenarios pin the server to one core and the load generator
 # (and its worker processes) to the other, so the two do not take CPU from each other.
@@ -100,22 +131,27 @@ def pinned(cmd: List[str], cpu: Optional[str]) -> List[str]:
 
 
 class Server:
-    def __init__(self, key: str, cpu: Optional[str] = None, note: str = '') -> None:
+    def __init__(self, key: str, cpu: Optional[str] = None, note: str = '',
+                 cmd: Optional[List[str]] = None, log_name: Optional[str] = None) -> None:
         self.key = key
         self.port = free_port()
-        spec = SERVERS[key]
+        spec = SERVERS.get(key, {})
         self.url = f'http://127.0.0.1:{self.port}'
-        self.dialect = spec['dialect']
+        self.dialect = spec.get('dialect')
+        if cmd is None:
+            cmd = spec['cmd'] + [str(self.port)]
+        else:  # '{port}' in an argument is the server's port
+            cmd = [arg.replace('{port}', str(self.port)) for arg in cmd]
         os.makedirs(RESULTS, exist_ok=True)
-        self.logfile = open(os.path.join(RESULTS, f'server-{key}.log'), 'ab')
+        self.logfile = open(os.path.join(RESULTS, f'server-{log_name or key}.log'), 'ab')
         # which scenario the following lines of the log belong to
         self.logfile.write(f'\n==== {time.strftime("%H:%M:%S")} {note or key} port {self.port}'
                            f'{" cpu " + cpu if cpu else ""} ====\n'.encode())
         self.logfile.flush()
-        self.proc = subprocess.Popen(pinned(spec['cmd'] + [str(self.port)], cpu),
+        self.proc = subprocess.Popen(pinned(cmd, cpu),
                                      stdout=self.logfile, stderr=subprocess.STDOUT,
                                      start_new_session=True,
-                                     cwd=NODE_DIR if key == 'f5' else HERE)
+                                     cwd=NODE_DIR if cmd[0] == 'node' else HERE)
         _procs.append(self.proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -182,6 +218,116 @@ def loadgen(server: Server, scenario: str, transport: str = 'socketio', timeout:
     return result
 
 
+# -- the rest scenario: HTTP load from wrk ---------------------------------------------------------
+_WRK_UNITS = {'us': 1e-3, 'ms': 1.0, 's': 1e3, 'm': 60e3}
+
+
+def _wrk_ms(text: str) -> Optional[float]:
+    match = re.fullmatch(r'([\d.]+)(us|ms|s|m)', text.strip())
+    return float(match.group(1)) * _WRK_UNITS[match.group(2)] if match else None
+
+
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of process group ``pgid`` (a
+    server and its workers; gunicorn's worker is a child of its master)."""
+    total = 0
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as fh:
+                fields = fh.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ... utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf('SC_CLK_TCK')
+
+
+def wrk(url: str, seconds: float, connections: int, server: Optional['Server'] = None,
+        cpu: Optional[str] = None) -> Dict[str, Any]:
+    """One ``wrk`` run (one thread, ``connections`` keep-alive connections) against ``url``:
+    requests/s, latency p50/p90/p99 (ms), errors, and the CPU share the load generator and the
+    server used (of one core). Never raises: a failure is ``{'error': ...}``."""
+    if not shutil.which('wrk'):
+        return {'error': 'wrk is not installed (apt-get install wrk)'}
+    cmd = pinned(['wrk', '-t1', f'-c{connections}', f'-d{seconds:g}s', '--latency',
+                  '--timeout', '5s', url], cpu)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = _group_cpu_s(server.proc.pid) if server is not None else 0.0
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _procs.append(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        proc.communicate()
+        return {'error': f'wrk did not finish within {seconds + 30:.0f} s'}
+    finally:
+        if proc in _procs:
+            _procs.remove(proc)
+    elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out: Dict[str, Any] = {'seconds': seconds, 'connections': connections}
+    match = re.search(r'Requests/sec:\s+([\d.]+)', stdout)
+    if proc.returncode != 0 or not match:
+        return dict(out, error=f'wrk failed (exit {proc.returncode}): '
+                              f'{(stderr or stdout).strip()[-300:]}')
+    out['rps'] = float(match.group(1))
+    match = re.search(r'(\d+) requests in ([\d.]+\w+)', stdout)
+    if match:
+        out['requests'] = int(match.group(1))
+        duration = _wrk_ms(match.group(2))
+        out['duration_s'] = duration / 1000 if duration is not None else None
+    latency = {}
+    for pct, value in re.findall(r'^\s+(50|75|90|99)%\s+(\S+)$', stdout, re.M):
+        latency[f'p{pct}'] = _wrk_ms(value)
+    out['latency_ms'] = latency
+    match = re.search(r'Non-2xx or 3xx responses:\s+(\d+)', stdout)
+    out['non_2xx'] = int(match.group(1)) if match else 0
+    match = re.search(r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)',
+                      stdout)
+    out['socket_errors'] = sum(int(n) for n in match.groups()) if match else 0
+    out['elapsed'] = round(elapsed, 3)
+    out['loadgen_cpu'] = round((after.ru_utime - before.ru_utime + after.ru_stime
+                                - before.ru_stime) / elapsed, 3)
+    if server is not None:
+        out['server_cpu_s'] = round(_group_cpu_s(server.proc.pid) - server_before, 3)
+        out['server_cpu'] = round(out['server_cpu_s'] / elapsed, 3)
+    if out['non_2xx'] or out['socket_errors']:
+        out['error'] = (f'{out["non_2xx"]} non-2xx responses, {out["socket_errors"]} socket '
+                        f'errors')
+    return out
+
+
+def check_rest(url: str, hooks: int) -> Dict[str, Any]:
+    """One GET before the load: the server answers 200 with the 20 records (without ``secret``
+    when its hooks remove it). Retries for up to 30 s while the server boots its worker."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read()
+                status = response.status
+            break
+        except (OSError, urllib.error.URLError) as exc:
+            if time.monotonic() > deadline:
+                return {'error': f'GET {url}: {exc}'}
+            time.sleep(0.3)
+    try:
+        records = json.loads(body)
+    except ValueError:
+        return {'error': f'GET {url}: not JSON: {body[:100]!r}'}
+    if status != 200 or not isinstance(records, list) or len(records) != 20:
+        return {'error': f'GET {url}: status {status}, not a list of 20 records'}
+    secret = all('secret' in r for r in records)
+    if secret != (hooks == 0):
+        return {'error': f'GET {url}: the records {"have" if secret else "lack"} `secret`'}
+    return {'body_bytes': len(body)}
+
+
 def machine() -> Dict[str, str]:
     def run(cmd: List[str]) -> str:
         try:
@@ -228,6 +374,7 @@ def main() -> None:
         row = dict(server=server, transport=transport, scenario=scenario, **extra, result=result)
         results['runs'].append(row)
         brief = {k: result.get(k) for k in ('throughput', 'deliveries_per_s', 'extra_ms', 'held',
+                                            'rps', 'server_cpu', 'loadgen_cpu',
                                             'connected', 'per_conn_kb', 'missing',
                                             'last_ack_to_last_delivery_ms', 'error')
                  if k in result}
@@ -353,6 +500,50 @@ def main() -> None:
             for key, transport, service in runs:
                 fresh_run(key, transport, 'sustained', pin=True, timeout=600, clients=n,
                           service=service, creates=2000, inflight=32, pid=0)
+
+    # Phase 4: REST find of 20 records; each server on CPU 0 (gunicorn: one gthread worker), wrk
+    # on CPU 1. The servers are started together (idle when not driven), each warmed up (reported),
+    # then driven in slices, in turn (A B C D E A B C D E ...): the machine is shared and load from
+    # elsewhere comes and goes, so every server gets its share of the quiet and the busy moments.
+    # The report sums each server's slices (requests / seconds).
+    if 'rest' in parts:
+        procs: Dict[str, Server] = {}
+        for key, spec in REST_SERVERS.items():
+            if spec['cmd'] is None:
+                continue
+            try:
+                procs[key] = Server(key, cpu=SERVER_CPU, note='rest', cmd=spec['cmd'],
+                                    log_name=f'rest-{key}')
+            except RuntimeError as exc:
+                log(f'rest: {key} did not start: {exc}')
+        try:
+            ready: Dict[str, Dict[str, Any]] = {}
+            for key, spec in REST_SERVERS.items():
+                server = procs.get(spec.get('process', key))
+                if server is None:
+                    ready[key] = {'error': f'{key} server did not start'}
+                    continue
+                ready[key] = check_rest(server.url + spec['path'], spec['hooks'])
+                if not ready[key].get('error'):
+                    warm = wrk(server.url + spec['path'], plan['rest_warmup'], REST_CONNECTIONS,
+                               server, CLIENT_CPU)
+                    ready[key]['warmup'] = {k: warm.get(k) for k in
+                                            ('seconds', 'rps', 'latency_ms', 'error')}
+            for rnd in range(plan['rest_rounds']):
+                for key, spec in REST_SERVERS.items():
+                    name, hooks = spec['server'], spec['hooks']
+                    server = procs.get(spec.get('process', key))
+                    if server is None or ready[key].get('error'):
+                        record(name, 'rest', 'rest', dict(ready[key]), hooks=hooks, round=rnd)
+                        continue
+                    result = wrk(server.url + spec['path'], plan['rest_seconds'],
+                                 REST_CONNECTIONS, server, CLIENT_CPU)
+                    result.update(ready[key], threads=REST_THREADS)
+                    if server.proc.poll() is not None:
+                        result['error'] = f'{name} server died (exit {server.proc.returncode})'
+                    record(name, 'rest', 'rest', result, hooks=hooks, round=rnd)
+        finally:
+            stop(procs)
 
     results['seconds'] = round(time.monotonic() - started)
     os.makedirs(RESULTS, exist_ok=True)

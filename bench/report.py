@@ -10,12 +10,15 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 LABELS = {'ff': 'flask_feathers', 'flask': 'Flask-SocketIO by hand', 'f5': 'Feathers 5 (Node)'}
+#: the rest scenario's servers (gunicorn gthread for the Python ones)
+REST_LABELS = {'ff': 'flask_feathers', 'flaskview': 'bare Flask view',
+               'f5': 'Feathers 5 on Koa (Node)'}
 
 
 #: the figure that ranks the rounds of a scenario
 PRIMARY = {'rpc': ('throughput',), 'fanout': ('deliveries_per_s',), 'slow': ('extra_ms',),
            'hold': ('held',), 'hold10k': ('connected',), 'sustained': ('deliveries_per_s',),
-           'storm': ('connected',)}
+           'storm': ('connected',), 'rest': ('rps',)}
 
 #: scenarios with tables of their own (see many_clients)
 OWN_TABLES = ('storm', 'hold10k', 'sustained')
@@ -156,6 +159,88 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
                      _fmt(base), 'n/a' if not held or not base else f'{held / base:.2f}x',
                      '>= 1,000', 'n/a' if held is None else ('pass' if held >= 1000 else 'miss')))
     rows += storm_targets(results) + hold10k_targets(results) + sustained_targets(results)
+    rows += rest_targets(results)
+    return rows
+
+
+def rest_summary(results: Dict[str, Any], server: str, hooks: int) -> Optional[Dict[str, Any]]:
+    """One REST server's slices together: requests / seconds over all of them (``rps``), the same
+    per CPU-second the server used (``cpu_rps``), the median of the slices' latency p50 and p99,
+    the slices' own figures, the warm-up, the busiest CPU share of the load generator."""
+    runs = _matches(results, server, 'rest', 'rest', hooks=hooks)
+    if not runs:
+        return None
+    slices = [r['result'] for r in runs]
+    good = [r for r in slices if not r.get('error') and r.get('requests') and r.get('duration_s')]
+    first = slices[0]
+    out: Dict[str, Any] = {'slices': [r.get('rps') for r in slices],
+                           'errors': [r['error'] for r in slices if r.get('error')],
+                           'warmup': first.get('warmup') or {}, 'body_bytes': first.get('body_bytes')}
+    if not good:
+        return dict(out, error=(out['errors'] or ['no measurement'])[0])
+    requests = sum(r['requests'] for r in good)
+    seconds = sum(r['duration_s'] for r in good)
+    cpu = sum(r.get('server_cpu_s') or 0 for r in good)
+
+    def median(values: List[float]) -> Optional[float]:
+        values = sorted(v for v in values if v is not None)
+        return values[(len(values) - 1) // 2] if values else None
+    out.update(rps=requests / seconds, requests=requests, seconds=seconds,
+               cpu_rps=requests / cpu if cpu else None,
+               server_cpu=cpu / sum(r.get('elapsed') or r['duration_s'] for r in good),
+               loadgen_cpu=max(r.get('loadgen_cpu') or 0 for r in good),
+               latency_ms={'p50': median([(r.get('latency_ms') or {}).get('p50') for r in good]),
+                           'p99': median([(r.get('latency_ms') or {}).get('p99') for r in good])})
+    return out
+
+
+def rest_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
+    """REST find of 20 records: flask_feathers (no hooks, three hooks) and Feathers 5 on Koa
+    against a bare Flask view, all served on one core."""
+    if not any(r['scenario'] == 'rest' for r in results['runs']):
+        return []
+    rows: List[Tuple[str, ...]] = []
+
+    def fig(server: str, hooks: int, key: str = 'rps') -> Optional[float]:
+        return _num(rest_summary(results, server, hooks), key)
+
+    bare, unit = fig('flaskview', 0), ' req/s'
+    where = 'one core: gunicorn gthread for Python, Node for Koa'
+    for hooks, goal, what in ((0, 0.9, 'no hooks'),
+                              (3, 0.85, '3 hooks (around timing, before check, after strip)')):
+        ours = fig('ff', hooks)
+        ratio = ours / bare if ours is not None and bare else None
+        rows.append((f'REST find of 20 records, {what} ({where})', _fmt(ours, unit),
+                     REST_LABELS['flaskview'], _fmt(bare, unit),
+                     'n/a' if ratio is None else f'{ratio:.2f}x', f'>= {goal}x',
+                     'n/a' if ratio is None else ('pass' if ratio >= goal else 'miss')))
+    # How much of CPU 0 each server got while measured: well below 1, the rest of the machine took
+    # its share, and requests/s ratios move with when it did (the slices spread that over all).
+    share = {(key, hooks): _num(rest_summary(results, key, hooks), 'server_cpu')
+             for key, hooks in (('ff', 0), ('ff', 3), ('flaskview', 0))}
+    rows.append(('(context) share of CPU 0 the server got while measured (1 = all of it)',
+                 f'{_fmt(share[("ff", 0)])} (no hooks), {_fmt(share[("ff", 3)])} (3 hooks)',
+                 REST_LABELS['flaskview'], _fmt(share[('flaskview', 0)]), '-', '-', '-'))
+    # The same per CPU-second of the server: what a request costs, whatever share of its core the
+    # server got from the rest of the machine (context, not a target).
+    bare_cpu, cpu_unit = fig('flaskview', 0, 'cpu_rps'), ' req/CPU-s'
+    for hooks, what in ((0, 'no hooks'), (3, '3 hooks')):
+        ours = fig('ff', hooks, 'cpu_rps')
+        rows.append((f'(context) the same, {what}, per CPU-second of the server',
+                     _fmt(ours, cpu_unit), REST_LABELS['flaskview'], _fmt(bare_cpu, cpu_unit),
+                     'n/a' if ours is None or not bare_cpu else f'{ours / bare_cpu:.2f}x', '-',
+                     '-'))
+    for hooks, what in ((0, 'no hooks'), (3, '3 hooks')):
+        f5 = fig('f5', hooks)
+        if f5 is None:
+            continue
+        rows.append((f'(context) REST find of 20 records, {what}, {REST_LABELS["f5"]}',
+                     _fmt(f5, unit), REST_LABELS['flaskview'], _fmt(bare, unit),
+                     'n/a' if not bare else f'{f5 / bare:.2f}x', '-', '-'))
+        ours = fig('ff', hooks)
+        rows.append((f'(context) REST find of 20 records, {what}: flask_feathers vs '
+                     f'{REST_LABELS["f5"]}', _fmt(ours, unit), REST_LABELS['f5'], _fmt(f5, unit),
+                     'n/a' if ours is None else f'{ours / f5:.2f}x', '-', '-'))
     return rows
 
 
@@ -473,20 +558,37 @@ def details(results: Dict[str, Any]) -> List[str]:
         if first['scenario'] in OWN_TABLES:
             continue
         ident = (first['server'], first['transport'], first['scenario'], first.get('clients'),
-                 first.get('service'))
+                 first.get('service'), first.get('hooks'))
         if ident in seen:
             continue
         seen.add(ident)
         rounds = [run for run in results['runs'] if (run['server'], run['transport'],
-                  run['scenario'], run.get('clients'), run.get('service')) == ident]
+                  run['scenario'], run.get('clients'), run.get('service'), run.get('hooks'))
+                  == ident]
         run = _median_run(rounds)
         r, s = run['result'], run['scenario']
-        who, tr = LABELS[run['server']], run['transport']
+        who = (REST_LABELS if s == 'rest' else LABELS)[run['server']]
+        tr = run['transport']
         if len(rounds) > 1:
             who += f' (median of {len(rounds)})'
         if r.get('error'):
             name = s + (f" {run.get('service')} x{run.get('clients')}" if s == 'fanout' else '')
             lines.append(f'| {name} | {who} | {tr} | error: {r["error"][:80]} | |')
+        elif s == 'rest':
+            summary = rest_summary(results, run['server'], run.get('hooks')) or {}
+            warm = summary.get('warmup') or {}
+            every = ', '.join(_fmt(v) for v in summary.get('slices') or [])
+            errors = '; '.join(summary.get('errors') or [])[:120]
+            lines.append(f'| REST find of 20 records ({run.get("hooks")} hooks; '
+                         f'{summary.get("body_bytes")} bytes) | {REST_LABELS[run["server"]]} | '
+                         f'rest | {_fmt(_num(summary, "rps"))} req/s over '
+                         f'{_fmt(_num(summary, "seconds"))} s (slices: {every}; warm-up before: '
+                         f'{_fmt(warm.get("rps"))} req/s over {warm.get("seconds")} s); '
+                         f'{_fmt(_num(summary, "cpu_rps"))} req per server CPU-second; CPU of one '
+                         f'core: server {_fmt(_num(summary, "server_cpu"))}, wrk at most '
+                         f'{_fmt(_num(summary, "loadgen_cpu"))}'
+                         f'{"; errors: " + errors if errors else ""} | '
+                         f'{_latency(summary, "latency_ms")} (median of the slices) |')
         elif s == 'rpc':
             lines.append(f'| create with ack, 50 clients x 4 in flight | {who} | {tr} | '
                          f'{_fmt(_num(r, "throughput"))} calls/s | {_latency(r, "latency_ms")} |')

@@ -28,9 +28,14 @@ def json_default(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} values cannot be sent as JSON')
 
 
+#: ``json.dumps(value, default=json_default)`` without building an encoder for every call (an
+#: encoder keeps no state between calls; it is safe to share between threads)
+_ENCODER = json.JSONEncoder(default=json_default)
+
+
 def dumps(value: Any) -> str:
     """JSON text for ``value`` with the conversions above (raises TypeError/ValueError)."""
-    return json.dumps(value, default=json_default)
+    return _ENCODER.encode(value)
 
 
 def jsonable(value: Any) -> Any:

@@ -251,6 +251,8 @@ def _around(hooks: List[Hook], index: int, context: HookContext, inner: Callable
 
 def _call(hook: Hook, context: HookContext) -> None:
     returned = hook(context)
+    if returned is None:  # the usual answer: nothing more to check
+        return
     if inspect.isawaitable(returned):  # an async def hook: run to completion on this thread
         returned = run_awaitable(returned, f'hook {getattr(hook, "__name__", hook)!r}')
     _adopt(returned, context, hook)
@@ -318,6 +320,12 @@ def protect(*fields: str) -> Hook:
     names = frozenset(fields)
 
     def strip(item: Any) -> Any:
+        if type(item) is dict:  # the common case, fast: a copy less the fields (order kept)
+            copy = item.copy()
+            for name in names:
+                if name in copy:
+                    del copy[name]
+            return copy
         if isinstance(item, Mapping):
             return {k: v for k, v in item.items() if k not in names}
         return item

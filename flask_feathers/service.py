@@ -132,6 +132,10 @@ class _Callback:
             return self._event.wait(timeout)
 
 
+#: result types that are never awaitable (exact types: a subclass may define ``__await__``)
+_PLAIN_TYPES = frozenset({list, dict, str, int, float, bool, type(None), tuple, bytes})
+
+
 def invoke(fn: Callable[..., Any], args: Tuple[Any, ...], timeout: Optional[float] = None,
            label: str = 'service method') -> Any:
     """Call ``fn(*args)`` in whichever style it is written and return its result or raise.
@@ -142,6 +146,8 @@ def invoke(fn: Callable[..., Any], args: Tuple[Any, ...], timeout: Optional[floa
     """
     if not takes_callback(fn, len(args)):
         result = fn(*args)
+        if type(result) in _PLAIN_TYPES:  # the usual results: nothing to await (a cheap check)
+            return result
         return run_awaitable(result, label) if inspect.isawaitable(result) else result
     callback = _Callback(label)
     try:

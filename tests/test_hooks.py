@@ -194,6 +194,34 @@ def test_protect_hides_fields_from_clients_and_events_but_not_from_internal_call
         assert all('secret' not in e for e in events)
 
 
+def test_protect_copies_what_it_strips_and_keeps_the_field_order():
+    from collections import OrderedDict
+    from types import MappingProxyType
+    hook = protect('secret', 'token')
+    records = [{'id': 1, 'secret': 's', 'text': 'a', 'token': 't'}, {'id': 2, 'text': 'b'},
+               OrderedDict([('secret', 's'), ('id', 3)]), MappingProxyType({'id': 4, 'token': 't'}),
+               'not a record']
+    context = HookContext(None, None, 'todos', 'find', ({},))
+    context.result = records
+    assert hook(context) is None
+    assert context.dispatch == [{'id': 1, 'text': 'a'}, {'id': 2, 'text': 'b'}, {'id': 3},
+                                {'id': 4}, 'not a record']
+    assert [list(item) for item in context.dispatch[:4]] == [['id', 'text'], ['id', 'text'],
+                                                              ['id'], ['id']]
+    assert all(type(item) is dict for item in context.dispatch[:4])
+    # the result internal callers get is untouched, and no record is shared with it
+    assert records[0] == {'id': 1, 'secret': 's', 'text': 'a', 'token': 't'}
+    assert context.dispatch[1] is not records[1]
+    page = {'total': 1, 'limit': 10, 'skip': 0, 'data': [{'id': 5, 'secret': 's'}]}
+    context.dispatch = page
+    hook(context)
+    assert context.dispatch == {'total': 1, 'limit': 10, 'skip': 0, 'data': [{'id': 5}]}
+    assert page['data'] == [{'id': 5, 'secret': 's'}]
+    context.dispatch = {'id': 6, 'secret': 's'}
+    hook(context)
+    assert context.dispatch == {'id': 6}
+
+
 def test_event_none_sends_no_event_and_http_shapes_the_rest_answer(app, api):
     def quiet(context):
         if context.data.get('quiet'):

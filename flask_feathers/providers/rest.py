@@ -59,8 +59,23 @@ def parse_query(query_string: bytes) -> Dict[str, Any]:
 
 def _ensure_feathers() -> None:
     # Runs first among the app's before_request hooks, so the app's own hooks find the dict.
-    if not hasattr(request, 'feathers'):
-        request.feathers = {}
+    # (The request object itself: one proxy lookup, and no AttributeError raised in hasattr.)
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if 'feathers' not in req.__dict__ and not hasattr(req, 'feathers'):
+        req.feathers = {}
+
+
+def _headers(environ: Dict[str, Any]) -> Dict[str, str]:
+    """``{name.lower(): value for name, value in request.headers.items()}``, read from the WSGI
+    environ directly (the same names and values, without Werkzeug's generators)."""
+    headers: Dict[str, str] = {}
+    for key, value in environ.items():
+        if key[:5] == 'HTTP_':
+            if key != 'HTTP_CONTENT_TYPE' and key != 'HTTP_CONTENT_LENGTH':
+                headers[key[5:].replace('_', '-').title().lower()] = value
+        elif (key == 'CONTENT_TYPE' or key == 'CONTENT_LENGTH') and value:
+            headers[key.replace('_', '-').title().lower()] = value
+    return headers
 
 
 class RestProvider:
@@ -103,7 +118,7 @@ class RestProvider:
             wrapped, route = application.resolve(service_path)
         if wrapped is None:
             raise errors.NotFound(f"Page not found: no service at '{stripped}'")
-        custom = request.headers.get('X-Service-Method')
+        custom = request.environ.get('HTTP_X_SERVICE_METHOD')  # the X-Service-Method header
         if custom:
             # Feathers 5's custom methods: POST /todos with X-Service-Method: approve.
             if request.method != 'POST' or id_ is not None:
@@ -117,7 +132,7 @@ class RestProvider:
                 f'{request.method} is not allowed on {request.path}')
         wrapped.check_exposed(method)
         params: Dict[str, Any] = {'query': parse_query(request.query_string), 'provider': 'rest',
-                                  'headers': {k.lower(): v for k, v in request.headers.items()}}
+                                  'headers': _headers(request.environ)}
         if route:
             params['route'] = route  # users/:userId/messages -> {'userId': '42'}
         auth = application.authentication()
