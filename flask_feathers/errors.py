@@ -87,6 +87,9 @@ Unavailable = _make('Unavailable', 503, 'unavailable')
 #: Not in Feathers' table (its REST servers answer an oversized body with a plain 413): what the
 #: REST provider answers a request body over its limit with, in the Feathers error shape.
 PayloadTooLarge = _make('PayloadTooLarge', 413, 'payload-too-large')
+#: Not in Feathers' table either: what the REST provider answers a body in a format it does not
+#: read (neither JSON nor a URL-encoded form) with, naming the content type it got.
+UnsupportedMediaType = _make('UnsupportedMediaType', 415, 'unsupported-media-type')
 
 #: Every class of the Feathers error table, in code order.
 ERROR_CLASSES = (BadRequest, NotAuthenticated, PaymentError, Forbidden, NotFound, MethodNotAllowed,

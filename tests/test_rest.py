@@ -87,6 +87,49 @@ def test_malformed_json_is_400(client):
     assert r.status_code == 400 and r.json['name'] == 'BadRequest'
 
 
+@pytest.mark.parametrize('body', ['"just text"', '42', 'true', 'null'])
+@pytest.mark.parametrize('verb,url', [('post', '/todos'), ('put', '/todos/1'),
+                                      ('patch', '/todos/1')])
+def test_data_that_is_not_an_object_is_400_as_on_the_sockets(client, todos, body, verb, url):
+    client.post('/todos', json={'text': 'kept'})
+    r = getattr(client, verb)(url, data=body, content_type='application/json')
+    assert r.status_code == 400 and r.json['name'] == 'BadRequest'
+    method = {'post': 'create', 'put': 'update', 'patch': 'patch'}[verb]
+    assert r.json['message'].startswith(f'The data of `{method}` must be an object')
+    assert client.get('/todos').json == [{'text': 'kept', 'id': 1}]
+
+
+def test_a_list_is_data_for_create_only(client, todos):
+    r = client.put('/todos/1', json=[{'text': 'a'}])
+    assert r.status_code == 400 and 'got an array' in r.json['message']
+
+
+@pytest.mark.parametrize('content_type', ['text/plain', 'multipart/form-data; boundary=xyz',
+                                          'application/xml', 'text/plain; charset=utf-8'])
+def test_a_body_neither_json_nor_a_form_is_415_naming_its_type(client, todos, content_type):
+    r = client.post('/todos', data='{"text": "x"}', content_type=content_type)
+    assert r.status_code == 415
+    assert r.json['name'] == 'UnsupportedMediaType'
+    assert r.json['className'] == 'unsupported-media-type'
+    mimetype = content_type.split(';')[0]
+    assert r.json['message'].startswith(f'The request body is {mimetype},')
+    assert 'JSON' not in r.json['message'].split(',')[0]  # not "Invalid JSON": the type is wrong
+    assert r.json['data'] == {'contentType': mimetype}
+    assert client.get('/todos').json == []
+
+
+def test_json_suffix_types_and_a_bare_body_are_read_as_json(client, todos):
+    r = client.post('/todos', data='{"text": "a"}', content_type='application/merge-patch+json')
+    assert r.status_code == 201 and r.json == {'text': 'a', 'id': 1}
+    r = client.post('/todos', data='{"text": "b"}')  # no Content-Type at all
+    assert r.status_code == 201 and r.json == {'text': 'b', 'id': 2}
+
+
+def test_an_empty_body_of_any_type_is_empty_data(client, todos):
+    r = client.post('/todos', data='', content_type='text/plain')
+    assert r.status_code == 201 and r.json == {'id': 1}
+
+
 def test_unserialisable_result_is_500(app, api):
     api.use('weird', {'find': lambda params: {'when': object()}})
     r = app.test_client().get('/weird')

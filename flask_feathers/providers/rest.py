@@ -1,8 +1,13 @@
-"""REST provider: every service over HTTP (PROTOCOL.md section 5).
+"""REST provider: every service over HTTP (docs/protocol.rst, "REST").
 
 One Blueprint with a catch-all route under the prefix, so services registered after ``rest()`` (even
 after the first request) are served too. ``request.feathers`` is a dict the app's own
 ``before_request`` hooks may fill; it is merged into ``params``.
+
+Request bodies: JSON (``application/json`` or any ``+json`` type, or a body sent with no content
+type at all) or a URL-encoded form (parsed like the query string, values stay strings). Any other
+content type with a body answers 415 ``UnsupportedMediaType``. The data of ``create``, ``update``
+and ``patch`` follows the socket transports' rule: an object, or a list for ``create``.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from .. import errors
 from ..encoding import dumps
 from ..extension import FeathersState, state_of
 from ..service import js_falsy
+from ._realtime import _check_data as check_data  # the sockets' data rule, shared
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +149,10 @@ class RestProvider:
         params.update(getattr(request, 'feathers', None) or {})
         args: Tuple[Any, ...] = (id_,) if method in _WITH_ID_ARGUMENT else ()
         if method in ('create', 'update', 'patch') or custom:
-            args = args + (_body(state),)
+            data = _body(state)
+            if not custom:
+                check_data(method, data)
+            args = args + (data,)
         context = wrapped.call_context(method, args, params)
         result = context.dispatch
         http = context.http
@@ -161,12 +170,28 @@ class RestProvider:
         return response
 
 
+#: The content type of a URL-encoded form body.
+FORM_TYPE = 'application/x-www-form-urlencoded'
+
+
+def _is_json_type(mimetype: str) -> bool:
+    # '' too: a body sent without a content type (curl --data-binary, a bare script) is read as
+    # JSON, the only format the socket transports know
+    return mimetype in ('', 'application/json') or mimetype.endswith('+json')
+
+
 def _body(state: FeathersState) -> Any:
     raw = _read_body(state)
     if not raw:
         return {}
-    if request.mimetype == 'application/x-www-form-urlencoded':
+    mimetype = request.mimetype
+    if mimetype == FORM_TYPE:
         return parse_query(raw)
+    if not _is_json_type(mimetype):
+        raise errors.UnsupportedMediaType(
+            f'The request body is {mimetype}, which this server does not read: send JSON '
+            f'(Content-Type: application/json) or a form ({FORM_TYPE})',
+            data={'contentType': mimetype})
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
