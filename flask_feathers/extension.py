@@ -510,7 +510,7 @@ class Feathers:
         serving.raise_open_files_limit()
         timeout = float(app.config.get(FEATHERS_REQUEST_TIMEOUT) or DEFAULT_REQUEST_TIMEOUT)
         with serving.werkzeug_listen_queue(), serving.pooled_werkzeug_requests(timeout), \
-                serving.stop_on_sigterm(state.close):
+                serving.one_startup_line(), serving.stop_on_sigterm(state.close):
             self._serve(state, app, host, port, kwargs)
 
     @staticmethod
@@ -518,11 +518,9 @@ class Feathers:
                kwargs: Dict[str, Any]) -> None:
         if state.io is not None:
             # Like the seed's app.listen(): start serving. Flask-SocketIO refuses Werkzeug outside
-            # debug mode unless told; say once that it is a development server instead.
-            if 'allow_unsafe_werkzeug' not in kwargs:
-                log.warning('api.run() serves with Werkzeug (fine for development); in production '
-                            'run the app under gunicorn -k gthread (see README)')
-                kwargs['allow_unsafe_werkzeug'] = True
+            # debug mode unless told; the start-up banner says once that it is a development
+            # server instead (serving.one_startup_line).
+            kwargs.setdefault('allow_unsafe_werkzeug', True)
             state.io.run(app, host=host, port=port, **kwargs)
         else:
             # Options Flask-SocketIO users pass out of habit mean nothing to Werkzeug alone.

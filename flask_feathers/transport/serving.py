@@ -82,6 +82,40 @@ def stop_on_sigterm(on_stop: Callable[[], Any]) -> Iterator[None]:
             gc.freeze()
 
 
+#: The one line ``api.run`` prints about the server it starts, in place of Werkzeug's red warning
+#: and Flask-SocketIO's second one.
+DEVELOPMENT_SERVER_LINE = (" * Development server (Werkzeug, started by api.run): for production, "
+                           "run the app under gunicorn -k gthread (see the docs' deployment page)")
+
+
+class _OneStartupLine(logging.Filter):
+    """Werkzeug's start-up banner with :data:`DEVELOPMENT_SERVER_LINE` as its first line, and
+    Flask-SocketIO's "Werkzeug appears to be used in a production deployment" left out: both say
+    what that line says (a third came from api.run itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith('Werkzeug appears to be used in a production deployment'):
+            return False
+        if 'This is a development server' in message.split('\n', 1)[0]:
+            rest = message.split('\n', 1)[1:]
+            record.msg = '\n'.join([DEVELOPMENT_SERVER_LINE] + rest)
+            record.args = ()
+        return True
+
+
+@contextlib.contextmanager
+def one_startup_line() -> Iterator[None]:
+    """Meanwhile, a server started here says once, in one line, that it is a development server."""
+    werkzeug_log = logging.getLogger('werkzeug')
+    only_line = _OneStartupLine()
+    werkzeug_log.addFilter(only_line)
+    try:
+        yield
+    finally:
+        werkzeug_log.removeFilter(only_line)
+
+
 class _FirstRequest:
     """An accepted connection the hub watches until its first request head has arrived; then the
     request is served on the worker pool (see :func:`pooled_werkzeug_requests`). A head that

@@ -1,0 +1,48 @@
+"""What ``api.run`` says when it starts: one line about the development server, not three."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import free_port
+
+APP = """
+import sys
+from flask import Flask
+from flask_feathers import Feathers, MemoryService, primus, rest, socketio
+app = Flask('startup')
+api = Feathers(app)
+api.configure(rest())
+if sys.argv[2] == 'sockets':
+    api.configure(socketio())
+    api.configure(primus({'transformer': 'websockets'}))
+api.use('todos', MemoryService())
+api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize('providers', ['sockets', 'rest-only'])
+def test_api_run_prints_one_line_about_the_development_server(tmp_path, providers):
+    script = tmp_path / 'app.py'
+    script.write_text(APP)
+    # stdin is not a terminal, as under a process manager: Flask-SocketIO's extra warning case
+    proc = subprocess.Popen([sys.executable, str(script), str(free_port()), providers],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # bounded by the suite's time-out if it never starts
+            lines.append(line.rstrip('\n'))
+            if 'Running on http://' in line:
+                break
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+    lines += rest.splitlines()
+    about_server = [line for line in lines
+                    if 'production' in line.lower() or 'development server' in line.lower()]
+    assert about_server == [
+        " * Development server (Werkzeug, started by api.run): for production, run the app "
+        "under gunicorn -k gthread (see the docs' deployment page)"], lines
+    assert any('Running on http://127.0.0.1:' in line for line in lines), lines
+    assert not any('WARNING' in line or 'Traceback' in line for line in lines), lines
