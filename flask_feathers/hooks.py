@@ -8,7 +8,9 @@ for every call: REST, both socket transports and internal calls.
 
 Run order for one call (checked against @feathersjs/feathers 5 itself, see docs/protocol.rst and
 ``tests/test_hooks.py``): the app's level wraps the service's, and within a level the around
-hooks wrap the rest::
+hooks wrap the rest:
+
+.. code-block:: text
 
     app around (all, method) > app before (all, method)
         service around (all, method) > service before (all, method)

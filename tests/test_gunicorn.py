@@ -1,4 +1,4 @@
-"""Under gunicorn's threaded worker, as the README tells users to deploy."""
+"""Under gunicorn's threaded worker, with the command docs/deployment.rst gives."""
 import os
 import subprocess
 import sys
@@ -10,6 +10,10 @@ import requests
 from conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The options of the gunicorn command in docs/deployment.rst (checked below).
+DOCUMENTED_OPTIONS = ['-k', 'gthread', '-w', '1', '--threads', '100']
+#: More websockets than the command gives threads: a handed-over websocket holds none.
+MORE_THAN_THREADS = 150
 
 
 @pytest.fixture
@@ -19,8 +23,7 @@ def gunicorn_server(tmp_path):
         pytest.fail('gunicorn is not installed: scripts/test installs the test extra')
     port = free_port()
     log = open(tmp_path / 'gunicorn.log', 'w')
-    proc = subprocess.Popen([gunicorn, '-k', 'gthread', '--threads', '40', '-w', '1',
-                             '--chdir', os.path.join(ROOT, 'tests', 'apps'),
+    proc = subprocess.Popen([gunicorn, *DOCUMENTED_OPTIONS, '--chdir', os.path.join(ROOT, 'tests', 'apps'),
                              '-b', f'127.0.0.1:{port}', 'gunicorn_app:app'],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'
@@ -43,6 +46,52 @@ def gunicorn_server(tmp_path):
         proc.kill()
         proc.wait(5)
     log.close()
+    output = (tmp_path / 'gunicorn.log').read_text()
+    # gthread warns "No keepalived connections can be handled" when --threads reaches
+    # --worker-connections (1000): the documented command must start clean
+    assert 'WARNING' not in output and 'keepalived' not in output, output
+
+
+def test_the_documented_command_is_the_one_tested():
+    with open(os.path.join(ROOT, 'docs', 'deployment.rst'), encoding='utf-8') as fh:
+        text = fh.read()
+    assert 'gunicorn ' + ' '.join(DOCUMENTED_OPTIONS) + ' ' in text
+
+
+def test_more_websockets_than_threads_under_gunicorn(gunicorn_server, node):
+    url = gunicorn_server
+    out = node(f"""
+    setTimeout(() => fail('not every client got the broadcast'), 40000);
+    const {{ io }} = require('socket.io-client');
+    const Primus = require('primus');
+    const Socket = Primus.createSocket({{transformer: 'websockets',
+                                        plugin: {{emitter: require('primus-emitter')}}}});
+    const total = {MORE_THAN_THREADS};
+    const clients = [];
+    let open = 0, got = 0;
+    const opened = () => {{
+      if (++open < total) return;
+      clients[0].emit('todos::create', {{text: 'to everybody'}}, {{}}, () => {{}});
+    }};
+    const received = (todo) => {{
+      if (todo.text === 'to everybody' && ++got === total) {{
+        out({{open, got}});
+        clients.forEach((c) => c.close ? c.close() : c.end());
+        done();
+      }}
+    }};
+    for (let i = 0; i < total; i++) {{
+      if (i % 2 === 0) {{
+        const s = io('{url}', {{transports: ['websocket'], auth: {{user: 'u' + i}},
+                                forceNew: true}});
+        s.on('connect', opened); s.on('todos created', received); clients.push(s);
+      }} else {{
+        const p = new Socket('{url}?user=u' + i);
+        p.on('open', opened); p.on('todos created', received); clients.push(p);
+      }}
+    }}
+    """, timeout=60)
+    assert out == [{'open': MORE_THAN_THREADS, 'got': MORE_THAN_THREADS}]
 
 
 def test_socketio_primus_and_rest_under_gunicorn_gthread(gunicorn_server, node):
