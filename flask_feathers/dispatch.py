@@ -1,6 +1,6 @@
 """One service event -> deliveries to this process's connections, through per-client filters.
 
-Rules (PROTOCOL.md section 6):
+Rules (docs/protocol.rst, "Per-client event filters"):
 
 * The service method named like the event (``created``, ``updated``, a custom name) is the filter.
   It runs once per connection with ``(data, connection.params)`` (plus a callback in callback style),

@@ -1,4 +1,4 @@
-"""Service events shared by several processes over Redis pub/sub (PROTOCOL.md section 8).
+"""Service events shared by several processes over Redis pub/sub (docs/protocol.rst, "Several processes").
 
 :class:`RedisFanout` implements the fan-out contract of :mod:`flask_feathers.fanout`. Every service
 event is published as one JSON message ``{"event", "path", "data"}`` (plus ``origin`` and ``seq``, which

@@ -72,6 +72,10 @@ def code_blocks(path: str) -> List[Block]:
     return blocks
 
 
+#: Environment variables run_python_blocks sets while a page runs.
+DEMO_ENVIRON = ('FLASK_DEMO_DATABASE_URL', 'FLASK_SECRET_KEY')
+
+
 def doc_pages() -> List[str]:
     return sorted(os.path.join(DOCS, name) for name in os.listdir(DOCS) if name.endswith('.rst'))
 
@@ -85,6 +89,10 @@ def run_python_blocks(path: str, workdir: str) -> Dict[str, Any]:
     namespace: Dict[str, Any] = {}
     before = os.getcwd()
     os.chdir(workdir)
+    # the demo's create_app() reads FLASK_* variables: a database and a key of this run's own
+    saved = {key: os.environ.get(key) for key in DEMO_ENVIRON}
+    os.environ.update({'FLASK_DEMO_DATABASE_URL': f"sqlite:///{os.path.join(workdir, 'demo.db')}",
+                       'FLASK_SECRET_KEY': 'docs-example'})
     try:
         for number, block in enumerate(code_blocks(path)):
             if block.language != 'python':
@@ -99,6 +107,11 @@ def run_python_blocks(path: str, workdir: str) -> Dict[str, Any]:
             exec(compile(block.code, where, 'exec'), namespace)
     finally:
         os.chdir(before)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         for seen in namespaces:
             for value in list(seen.values()):
                 if isinstance(value, Feathers):

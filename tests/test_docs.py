@@ -62,3 +62,10 @@ def test_docstrings_cite_the_projects_own_protocol_notes():
                     if 'PROTOCOL.md' in fh.read():
                         cited.append(name)
     assert cited == [], f'these cite PROTOCOL.md, which is not in the repository: {cited}'
+
+
+def test_the_quickstart_shows_what_api_run_prints():
+    from flask_feathers.transport.serving import DEVELOPMENT_SERVER_LINE
+    with open(os.path.join(DOCS, 'quickstart.rst'), encoding='utf-8') as fh:
+        text = fh.read()
+    assert '   ' + DEVELOPMENT_SERVER_LINE + '\n' in text

@@ -1,4 +1,4 @@
-"""Several real server processes sharing service events over Redis (issue 7, PROTOCOL.md section 8).
+"""Several real server processes sharing service events over Redis (issue 7, docs/protocol.rst, "Several processes").
 
 Processes A and B serve Socket.IO and Primus clients of two companies; A, B and a writer-only
 process create todos; every client must get exactly its company's todos, once, in each producer's

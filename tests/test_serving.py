@@ -42,7 +42,7 @@ def test_api_run_prints_one_line_about_the_development_server(tmp_path, provider
     about_server = [line for line in lines
                     if 'production' in line.lower() or 'development server' in line.lower()]
     assert about_server == [
-        " * Development server (Werkzeug, started by api.run): for production, run the app "
-        "under gunicorn -k gthread (see the docs' deployment page)"], lines
+        " * Development server (Werkzeug, api.run); in production use gunicorn -k gthread "
+        "(docs: deployment)"], lines
     assert any('Running on http://127.0.0.1:' in line for line in lines), lines
     assert not any('WARNING' in line or 'Traceback' in line for line in lines), lines

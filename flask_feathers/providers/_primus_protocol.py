@@ -3,7 +3,7 @@
 No sockets and no Flask here: the Primus provider feeds every text frame it
 receives to :func:`decode` and sends what the ``encode_*`` functions return.
 
-Wire facts (PROTOCOL.md section 7, checked against the npm ``primus`` 8 and
+Wire facts (docs/protocol.rst, "Primus", checked against the npm ``primus`` 8 and
 ``primus-emitter`` 3.1.1 packages):
 
 * Every frame is one text frame holding ``JSON.stringify(value)``, control

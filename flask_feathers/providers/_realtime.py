@@ -1,5 +1,5 @@
 """What both socket providers share: parse a call in either dialect, build params, run it, shape
-the ack (PROTOCOL.md sections 2-4).
+the ack (docs/protocol.rst, the Socket.IO dialects and "Errors").
 
 Legacy dialect: event ``'todos::create'``, arguments ``data, query``.
 Modern dialect: event ``'create'``, arguments ``'todos', data, query``.

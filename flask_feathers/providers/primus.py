@@ -3,7 +3,7 @@
 ``api.configure(primus({'transformer': 'websockets'}, setup_primus))`` serves a WebSocket endpoint at
 ``pathname`` (default ``/primus``) and the project's own browser client at ``<pathname>/primus.js``.
 Authorization runs on the upgrade request (``@primus.authorize``, ``fn(req, done)``): a refusal
-answers HTTP 401 with ``{"error": "..."}``. Wire facts: PROTOCOL.md section 7.
+answers HTTP 401 with ``{"error": "..."}``. Wire facts: docs/protocol.rst, "Primus".
 
 Per connection: no thread. The request thread answers the upgrade and hands the socket to the
 connection layer (``transport/``): the hub reads it and keeps its heartbeat, senders write to it
