@@ -50,8 +50,10 @@ def render_index(error: Optional[str] = None) -> str:
     companies = [(name, [dict(u, password=DEMO_PASSWORDS[u['username']]) for u in USERS
                          if u['companyId'] == cid])
                  for cid, name in COMPANIES.items()]
+    names = {u['username']: u['name'] for u in USERS}  # todos keep the author's username
     return render_template('index.html', user=user, todos=todos, transport=transport,
                            transports=TRANSPORTS, companies=companies, error=error,
+                           names=names,
                            socketio_client=socketio_client_url())
 
 

@@ -132,9 +132,13 @@ def test_same_company_live_other_company_nothing_reload_keeps(tabs, transport):
     # Adds travel both ways between Acme's users.
     alice.add('Buy milk')
     expect(bob.todo('Buy milk'), 'bob did not get alice\'s todo').to_have_count(1, timeout=LIVE)
+    # the welcome line counts what the list shows, not what there was when it arrived
+    expect(bob.page.get_by_test_id('news')).to_have_text('Welcome, Bob! Acme has 1 open todo.')
     bob.add('Walk the dog')
     expect(alice.todo('Walk the dog'), 'alice did not get bob\'s todo').to_have_count(1, timeout=LIVE)
-    expect(alice.todo('Walk the dog')).to_contain_text('bob')
+    expect(alice.todo('Walk the dog').locator('.author')).to_have_text('Bob')  # a name, not 'bob'
+    expect(alice.page.get_by_test_id('news')).to_have_text(
+        'Welcome, Alice! Acme has 2 open todos.')
 
     # Someone is typing: a custom event, for the rest of the company only.
     bob.page.get_by_label('New todo').fill('Call')
@@ -277,3 +281,16 @@ def test_clear_completed_reaches_the_other_tab(tabs):
         expect(tab.todo('Old news'), f'{tab.username} still shows the cleared todo').to_have_count(
             0, timeout=LIVE)
         expect(tab.todo('Still to do')).to_have_count(1)
+
+
+def test_an_empty_todo_says_why_it_was_not_added(tabs):
+    alice = tabs('alice', 'primus')
+    for text in ('', '   '):
+        alice.add(text)
+        expect(alice.page.get_by_test_id('error')).to_have_text(
+            'A todo needs some text: an empty one is not added.')
+    alice.add('Real work')  # the same form still adds a todo with text
+    expect(alice.texts()).to_have_text(['Real work'], timeout=LIVE)
+    assert [e for e in alice.event_texts() if e[0] == 'todos created'] == [
+        ['todos created', 'Real work']]
+

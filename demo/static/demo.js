@@ -7,6 +7,7 @@
   var body = document.body;
   var transport = body.dataset.transport;
   var me = JSON.parse(body.dataset.user);
+  var names = JSON.parse(body.dataset.names || '{}');  // username -> name, for the authors
   var $ = function (id) { return document.getElementById(id); };
   var list = $('todos');
   var todos = {};  // id -> todo, what the list shows
@@ -88,7 +89,8 @@
     if (todo.author) {
       var author = document.createElement('span');
       author.className = 'author';
-      author.textContent = todo.author;
+      author.dataset.author = todo.author;
+      author.textContent = names[todo.author] || todo.author;
       li.appendChild(author);
     }
     var del = document.createElement('button');
@@ -109,6 +111,25 @@
     var done = ids.filter(function (id) { return todos[id].done; }).length;
     $('empty').hidden = ids.length > 0;
     $('counts').textContent = ids.length ? (ids.length - done) + ' open · ' + done + ' done' : '';
+    showNews(ids.length - done);
+  }
+
+  // The welcome line (the server's `news` on connect) counts the open todos: it follows the
+  // list from then on instead of keeping the count of the moment it arrived.
+  var news = null;
+  function showNews(open) {
+    if (!news) { return; }
+    var el = $('news');
+    if (news.hello && news.company && typeof news.open === 'number') {
+      el.textContent = 'Welcome, ' + news.hello + '! ' + news.company + ' has ' + open +
+        ' open todo' + (open === 1 ? '' : 's') + '.';
+    } else {
+      el.textContent = news.message || JSON.stringify(news);
+    }
+    el.hidden = false;
+  }
+  function openCount() {
+    return Object.keys(todos).filter(function (id) { return !todos[id].done; }).length;
   }
 
   function upsert(todo) { todos[todo.id] = todo; render(); }
@@ -152,10 +173,13 @@
   record('todos updated', upsert);
   record('todos patched', upsert);
   record('todos removed', drop);
-  record('news', function (news) {
-    var el = $('news');
-    el.textContent = news.message || JSON.stringify(news);
-    el.hidden = false;
+  record('news', function (data) {
+    news = data;
+    // until the list is loaded over the socket, the server's own count is the better one
+    if (demo.connected) { showNews(openCount()); } else {
+      $('news').textContent = data.message || JSON.stringify(data);
+      $('news').hidden = false;
+    }
   });
 
   var typists = {};
@@ -199,7 +223,11 @@
   $('add').addEventListener('submit', function (event) {
     event.preventDefault();
     var text = input.value.trim();
-    if (!text) { return; }
+    if (!text) {
+      showError('A todo needs some text: an empty one is not added.');
+      input.focus();
+      return;
+    }
     input.value = '';
     stoppedTyping();
     client.call('create', [{ text: text }, {}]).then(upsert, function (error) {
@@ -229,7 +257,8 @@
   Array.prototype.forEach.call(list.children, function (li) {
     todos[li.dataset.id] = {
       id: Number(li.dataset.id), text: li.querySelector('label').textContent,
-      done: li.querySelector('input').checked, author: (li.querySelector('.author') || {}).textContent
+      done: li.querySelector('input').checked,
+      author: (li.querySelector('.author') || { dataset: {} }).dataset.author
     };
   });
   render();
