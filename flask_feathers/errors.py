@@ -133,7 +133,8 @@ def to_wire(exc: BaseException, debug: bool = False) -> Dict[str, Any]:
 
 
 __all__ = ['FeathersError', 'convert', 'from_exception', 'to_wire', 'error_class', 'ERROR_CLASSES',
-           'BY_NAME', 'BY_CODE', 'INTERNAL_ERROR_MESSAGE'] + [cls.name for cls in ERROR_CLASSES]
+           'BY_NAME', 'BY_CODE', 'INTERNAL_ERROR_MESSAGE', 'PayloadTooLarge',
+           'UnsupportedMediaType'] + [cls.name for cls in ERROR_CLASSES]
 
 
 def error_class(name: str) -> Optional[Type[FeathersError]]:
