@@ -80,9 +80,10 @@ def doc_pages() -> List[str]:
     return sorted(os.path.join(DOCS, name) for name in os.listdir(DOCS) if name.endswith('.rst'))
 
 
-def run_python_blocks(path: str, workdir: str) -> Dict[str, Any]:
+def run_python_blocks(path: str, workdir: str, keep_open: bool = False) -> Dict[str, Any]:
     """Run the page's Python blocks (see the module docstring) in ``workdir``; returns the last
-    namespace. Every Feathers extension an example made is closed afterwards."""
+    namespace. Every Feathers extension an example made is closed afterwards, unless
+    ``keep_open`` (then the caller closes the returned namespace's ``api``)."""
     from flask_feathers import Feathers
 
     namespaces: List[Dict[str, Any]] = []
@@ -112,7 +113,7 @@ def run_python_blocks(path: str, workdir: str) -> Dict[str, Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        for seen in namespaces:
+        for seen in ([] if keep_open else namespaces):
             for value in list(seen.values()):
                 if isinstance(value, Feathers):
                     for state in value._states:
@@ -204,6 +205,22 @@ def _check_console(path: str, blocks: List[Block], url: str) -> None:
 
 
 def _check_browser_page(url: str, browser: Any) -> None:
+    logged = browser_console(
+        browser, url, '/static/index.html',
+        '() => ["Socket.IO heard Sent over Socket.IO", "Primus heard Sent over Primus"]'
+        '.every((t) => window.__logged.includes(t)) && '
+        'window.__logged.filter((t) => t.includes("created todo")).length === 2')
+    assert {'Socket.IO heard Sent over Socket.IO', 'Primus heard Sent over Primus'} <= set(logged)
+    created = sorted(t for t in logged if 'created todo' in t)
+    assert [t.rsplit(' ', 1)[0] for t in created] == ['Primus created todo',
+                                                      'Socket.IO created todo'], logged
+
+
+def browser_console(browser: Any, url: str, page_path: str, ready: str) -> List[str]:
+    """Open ``url + page_path`` in a fresh browser context and return what the page logged with
+    ``console.log`` once the JavaScript expression ``ready`` holds (or after 15 s). Requests
+    outside ``url`` fail, except socket.io.min.js from the socket.io CDN, which is served from
+    the npm copy the tests install; a page error or an outside request fails the check."""
     from playwright import sync_api
     client = os.path.join(ROOT, 'tests', 'js', 'node_modules', 'socket.io-client', 'dist',
                           'socket.io.min.js')
@@ -222,26 +239,148 @@ def _check_browser_page(url: str, browser: Any) -> None:
     context.route('**/*', route)
     # what the page logs, readable from the page for wait_for_function
     context.add_init_script('window.__logged = []; const log = console.log;'
-                            'console.log = (...a) => { window.__logged.push(a.join(" "));'
+                            'console.log = (...a) => { window.__logged.push(a.map((v) =>'
+                            ' typeof v === "string" ? v : JSON.stringify(v)).join(" "));'
                             ' log(...a); };')
     page = context.new_page()
     failures: List[str] = []
     page.on('pageerror', lambda exc: failures.append(str(exc)))
     try:
-        page.goto(url + '/static/index.html')
-        expected = {'Socket.IO heard Sent over Socket.IO', 'Primus heard Sent over Primus'}
+        page.goto(url + page_path)
         try:
-            page.wait_for_function(
-                '(expected) => expected.every((t) => window.__logged.includes(t)) && '
-                'window.__logged.filter((t) => t.includes("created todo")).length === 2',
-                arg=sorted(expected), timeout=15000)
+            page.wait_for_function(ready, timeout=15000)
         except sync_api.TimeoutError:
-            pass  # the assertions below say what is missing
-        logged = page.evaluate('window.__logged')
-        assert expected <= set(logged), logged
-        created = sorted(t for t in logged if 'created todo' in t)
-        assert [t.rsplit(' ', 1)[0] for t in created] == ['Primus created todo',
-                                                          'Socket.IO created todo'], logged
-        assert not failures and not outside, (failures, outside)
+            pass  # the caller's assertions say what is missing
+        logged: List[str] = page.evaluate('window.__logged')
+        assert not failures and not outside, (failures, outside, logged)
+        return logged
     finally:
         context.close()
+
+
+def check_html_page(path: str, live_server: Any, browser: Any, tmp_path: Any,
+                    expected: List[str]) -> List[str]:
+    """Run the page's Python examples (they make ``app``), save its one ``html`` block as
+    ``static/example.html`` of that app, serve it and open it in the browser: every line of
+    ``expected`` must be logged. Returns the log."""
+    namespace = run_python_blocks(path, str(tmp_path), keep_open=True)
+    try:
+        pages = [b for b in code_blocks(path) if b.language == 'html']
+        assert len(pages) == 1, f'{path}: expected one html block'
+        static = namespace['app'].static_folder
+        os.makedirs(static, exist_ok=True)
+        with open(os.path.join(static, 'example.html'), 'w', encoding='utf-8') as fh:
+            fh.write(pages[0].code)
+        server = live_server(namespace['app'])
+        logged = browser_console(browser, server.url, '/static/example.html',
+                                 f'() => {json.dumps(expected)}.every((t) => '
+                                 f'window.__logged.includes(t))')
+        assert set(expected) <= set(logged), logged
+        return logged
+    finally:
+        for state in namespace['api']._states:
+            state.close()
+
+
+class _Echo:
+    """What the docs' JavaScript examples call: every method answers, whatever the id and the
+    order the calls arrive in (each socket call runs in a thread of its own)."""
+
+    def find(self, params: Dict[str, Any]) -> Any:
+        return [params['query']]
+
+    def get(self, id: Any, params: Dict[str, Any]) -> Any:
+        return {'id': id}
+
+    def create(self, data: Any, params: Dict[str, Any]) -> Any:
+        return dict(data, id=1)
+
+    def update(self, id: Any, data: Any, params: Dict[str, Any]) -> Any:
+        return dict(data, id=id)
+
+    def patch(self, id: Any, data: Any, params: Dict[str, Any]) -> Any:
+        return dict(data, id=id)
+
+    def remove(self, id: Any, params: Dict[str, Any]) -> Any:
+        return {'id': id}
+
+    def approve(self, data: Any, params: Dict[str, Any]) -> Any:
+        return dict(data, approved=True)
+
+
+def echo_app() -> Any:
+    """A REST + Socket.IO app with ``todos`` as :class:`_Echo` (custom method ``approve``)."""
+    from flask import Flask
+
+    from flask_feathers import Feathers, rest, socketio
+
+    app = Flask('docs_javascript')
+    api = Feathers(app)
+    api.configure(rest())
+    api.configure(socketio())
+    api.use('todos', _Echo(), methods=['find', 'get', 'create', 'update', 'patch', 'remove',
+                                       'approve'])
+    return app, api
+
+
+#: Runs before a page's JavaScript example in Node: ``io(...)`` connects to the test server
+#: whatever URL the example names, every acknowledgement is counted and its error kept, and the
+#: names the examples take for granted (``socket``, ``feathers``, ``socketioClient``, ``token``)
+#: exist.
+_JS_PRELUDE = """
+const realIo = require('socket.io-client').io;
+const { feathers } = require('@feathersjs/feathers');
+const socketioClient = require('@feathersjs/socketio-client');
+const token = 'docs';
+let pending = 0, answered = 0;
+const errors = [];
+const io = (url, options) => {
+  const s = realIo(URL, Object.assign({}, options, { transports: ['websocket'] }));
+  const emit = s.emit.bind(s);
+  s.emit = (...args) => {
+    const ack = args[args.length - 1];
+    if (typeof ack === 'function') {
+      pending++;
+      args[args.length - 1] = (...answer) => {
+        pending--; answered++;
+        if (answer[0]) errors.push(answer[0]);
+        ack(...answer);
+      };
+    }
+    return emit(...args);
+  };
+  return s;
+};
+const finish = () => {
+  if (pending > 0) return setTimeout(finish, 20);
+  out({ answered, errors });
+  done();
+};
+setTimeout(() => fail('not every call was answered: ' + pending + ' waiting'), 15000);
+"""
+
+
+def check_javascript_blocks(path: str, live_server: Any, node: Any) -> int:
+    """Run each ``javascript`` block of the page in Node against :func:`echo_app`; every call it
+    makes must be answered without an error. Returns how many blocks ran."""
+    ran = 0
+    for block in code_blocks(path):
+        if block.language != 'javascript':
+            continue
+        app, api = echo_app()
+        server = live_server(app)
+        try:
+            declares_socket = re.search(r'\b(const|let|var)\s+socket\b', block.code)
+            script = (f'const URL = {json.dumps(server.url)};\n' + _JS_PRELUDE +
+                      ('' if declares_socket else 'const socket = io();\n') +
+                      '(async () => {\n' + block.code +
+                      '\n})().then(finish, (e) => fail(String(e)));\n')
+            out = node(script)
+        finally:
+            for state in api._states:
+                state.close()
+        where = f'{os.path.relpath(path, ROOT)}:{block.line}'
+        assert out and out[-1]['errors'] == [], (where, out)
+        assert out[-1]['answered'] > 0, (where, out)  # (and none left waiting: see finish)
+        ran += 1
+    return ran

@@ -1,12 +1,13 @@
 """The documentation site: it builds with warnings as errors, and its examples run as written."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from _doc_examples import DOCS, ROOT, check_quickstart, chromium, code_blocks, doc_pages, \
-    run_python_blocks
+from _doc_examples import (DOCS, ROOT, check_html_page, check_javascript_blocks,
+                           check_quickstart, chromium, code_blocks, doc_pages, run_python_blocks)
 
 PAGES_WITH_PYTHON = [os.path.basename(page) for page in doc_pages()
                      if any(b.language == 'python' for b in code_blocks(page))]
@@ -69,3 +70,19 @@ def test_the_quickstart_shows_what_api_run_prints():
     with open(os.path.join(DOCS, 'quickstart.rst'), encoding='utf-8') as fh:
         text = fh.read()
     assert '   ' + DEVELOPMENT_SERVER_LINE + '\n' in text
+
+
+PAGES_WITH_JAVASCRIPT = [os.path.basename(page) for page in doc_pages()
+                         if any(b.language == 'javascript' for b in code_blocks(page))]
+
+
+@pytest.mark.parametrize('page', PAGES_WITH_JAVASCRIPT)
+def test_javascript_examples_are_answered_without_errors(page, live_server, node):
+    assert check_javascript_blocks(os.path.join(DOCS, page), live_server, node) > 0
+
+
+def test_the_primus_page_runs_in_a_browser(live_server, browser, tmp_path):
+    logged = check_html_page(os.path.join(DOCS, 'primus.rst'), live_server, browser, tmp_path,
+                             ['Hello alice', 'Someone created Buy milk'])
+    # the find after the create, over the same connection
+    assert [{'text': 'Buy milk', 'id': 1}] in [json.loads(t) for t in logged if t.startswith('[')]

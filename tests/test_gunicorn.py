@@ -23,7 +23,8 @@ def gunicorn_server(tmp_path):
         pytest.fail('gunicorn is not installed: scripts/test installs the test extra')
     port = free_port()
     log = open(tmp_path / 'gunicorn.log', 'w')
-    proc = subprocess.Popen([gunicorn, *DOCUMENTED_OPTIONS, '--chdir', os.path.join(ROOT, 'tests', 'apps'),
+    proc = subprocess.Popen([gunicorn, *DOCUMENTED_OPTIONS,
+                             '--chdir', os.path.join(ROOT, 'tests', 'apps'),
                              '-b', f'127.0.0.1:{port}', 'gunicorn_app:app'],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'

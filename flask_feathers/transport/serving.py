@@ -84,8 +84,8 @@ def stop_on_sigterm(on_stop: Callable[[], Any]) -> Iterator[None]:
 
 #: The one line ``api.run`` prints about the server it starts, in place of Werkzeug's red warning
 #: and Flask-SocketIO's second one.
-DEVELOPMENT_SERVER_LINE = (" * Development server (Werkzeug, api.run); in production use gunicorn -k "
-                           "gthread (docs: deployment)")
+DEVELOPMENT_SERVER_LINE = (" * Development server (Werkzeug, api.run); in production use "
+                           "gunicorn -k gthread (docs: deployment)")
 
 
 class _OneStartupLine(logging.Filter):
