@@ -139,7 +139,7 @@ def test_a_missing_client_file_stops_the_start_with_a_clear_error(make_app):
         make_app({'SOCKETIO_CLIENT_FILE': 'no/such/socket.io.js'})
 
 
-# -- REST: what the README's curl examples do ------------------------------------------------------
+# -- REST: what docs/demo.rst's curl examples do ---------------------------------------------------
 
 def test_rest_needs_a_signed_in_user(app):
     client = app.test_client()
@@ -468,7 +468,7 @@ def test_primus_news_calls_filters_and_typing(app, live_server):
             c.close()
 
 
-# -- the README's curl commands, run as written ----------------------------------------------------
+# -- docs/demo.rst's curl commands, run as written -------------------------------------------------
 
 @pytest.mark.skipif(shutil.which('curl') is None, reason='curl is not installed')
 def test_readme_curl_session(app, live_server, tmp_path):

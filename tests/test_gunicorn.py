@@ -28,12 +28,14 @@ def gunicorn_server(tmp_path):
                              '-b', f'127.0.0.1:{port}', 'gunicorn_app:app'],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
-            requests.get(url + '/todos', timeout=1)
+            requests.get(url + '/todos', timeout=5)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # refused before the master listens; a read time-out while the worker still boots
+            # (the master accepts on its behalf), which takes seconds on a loaded machine
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log.close()

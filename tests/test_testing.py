@@ -1,4 +1,4 @@
-"""flask_feathers.testing: the helpers shipped for users' tests, and the README's example."""
+"""flask_feathers.testing: the helpers shipped for users' tests, and the example of docs/testing.rst."""
 import os
 import subprocess
 import sys
@@ -13,7 +13,8 @@ from flask_feathers import Feathers, errors, rest
 from flask_feathers.testing import (FakeConnection, RealtimeTestClient, realtime_client,
                                     run_filter, wait_for_dispatch)
 
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.rst')
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                    'testing.rst')
 
 
 def test_run_filter_both_styles_and_the_js_rules(todos):
@@ -115,9 +116,9 @@ def test_realtime_client_needs_socketio(app):
         realtime_client(api)
 
 
-def test_the_readme_example_runs(tmp_path):
+def test_the_docs_example_module_runs(tmp_path):
     with open(DOCS, encoding='utf-8') as f:
-        text = f.read().split('\nTesting your app\n----------------\n', 1)[1]
+        text = f.read().split('\nA test module\n-------------\n', 1)[1]
     block = text.split('.. code-block:: python\n', 1)[1]
     lines = []
     for line in block.splitlines():
