@@ -387,8 +387,7 @@ def test_a_socketio_client_that_never_connects_a_namespace_is_closed(live_server
     import simple_websocket
 
     app = Flask('handshake')
-    # long enough for the polite client's CONNECT to arrive on a loaded machine (1 s was not)
-    app.config['FEATHERS_HANDSHAKE_TIMEOUT'] = 3
+    app.config['FEATHERS_HANDSHAKE_TIMEOUT'] = 1
     api = Feathers(app)
     api.configure(socketio())
     server = live_server(app)
