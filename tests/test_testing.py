@@ -1,4 +1,5 @@
-"""flask_feathers.testing: the helpers shipped for users' tests, and the example of docs/testing.rst."""
+"""flask_feathers.testing: the helpers shipped for users' tests, and the example module of
+docs/testing.rst."""
 import os
 import subprocess
 import sys
