@@ -35,6 +35,18 @@ bootstrap_chromium() {
     fi
 }
 
+bootstrap_nginx() {
+    # docs/deployment.rst's nginx configuration is run by tests/test_deployment.py
+    if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+        echo "installing Debian's nginx-light for the deployment test" >&2
+        if [ "$(id -u)" -eq 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+        else
+            sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+        fi
+    fi
+}
+
 bootstrap_services() {
     if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
         echo "starting redis on 127.0.0.1:6379" >&2
