@@ -86,3 +86,16 @@ def test_the_primus_page_runs_in_a_browser(live_server, browser, tmp_path):
                              ['Hello alice', 'Someone created Buy milk'])
     # the find after the create, over the same connection
     assert [{'text': 'Buy milk', 'id': 1}] in [json.loads(t) for t in logged if t.startswith('[')]
+
+
+def test_the_protocol_notes_error_example_is_what_memoryservice_answers():
+    from flask import Flask
+
+    from flask_feathers import Feathers, MemoryService, rest
+    (block,) = [b for b in code_blocks(os.path.join(DOCS, 'protocol.rst')) if b.language == 'json']
+    app = Flask('protocol_error')
+    api = Feathers(app)
+    api.configure(rest())
+    api.use('todos', MemoryService())
+    answer = app.test_client().get('/todos/7')
+    assert answer.status_code == 404 and answer.get_json() == json.loads(block.code)
