@@ -39,3 +39,15 @@ def test_readme_renders_without_errors():
     docutils.core.publish_doctree(source, settings_overrides={
         'report_level': 2, 'halt_level': 5, 'warning_stream': problems})
     assert problems.getvalue() == '', problems.getvalue()[:2000]
+
+
+def test_readme_quickstart_is_the_docs_quickstart():
+    # one quickstart, shown in two places: they must not drift apart
+    import os
+
+    from _doc_examples import DOCS, code_blocks
+
+    def examples(path):
+        return [(b.language, b.code) for b in code_blocks(path)
+                if b.language in ('console', 'html') or b.code.startswith('# app.py')]
+    assert examples(README) == examples(os.path.join(DOCS, 'quickstart.rst'))
