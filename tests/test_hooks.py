@@ -572,9 +572,12 @@ const Primus = require('primus');
 const Socket = Primus.createSocket({{ transformer: 'websockets', plugin: {{ emitter: require('primus-emitter') }} }});
 const primus = new Socket('{server.url}', {{ strategy: false }});
 const call = (...args) => new Promise((resolve) => primus.send(...args, (e, r) => resolve([e, r])));
+// the event of its own create, which its filter let through: stay connected until it came
+const heard = new Promise((resolve) => primus.on('notes created', resolve));
 (async () => {{
   const made = await call('notes::create', {{ text: 'primus' }}, {{}});
   const banned = await call('notes::create', {{ text: 'spam' }}, {{}});
+  await heard;
   out([made, banned[0] && banned[0].name]);
   primus.end();
   done();
