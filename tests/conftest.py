@@ -40,6 +40,7 @@ _MODULE_MARKS = {
     'test_connection_layer': ('node', 'slow'), 'test_multiprocess': ('node', 'redis', 'slow'),
     'test_adapter_suite': ('node', 'slow'),
     'test_fanout_redis': ('redis',), 'test_packaging': ('slow',),
+    'test_deployment': ('redis', 'slow'), 'test_serving': ('slow',),
     'test_fuzz_transports': ('slow',), 'test_faults': ('slow',), 'test_gunicorn': ('slow',),
     'test_primus_protocol': ('slow',),
 }

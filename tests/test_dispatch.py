@@ -154,13 +154,15 @@ def test_callback_error_skips_that_client(env):
 
 @pytest.mark.parametrize('style', ['sleeps', 'never_calls_back'])
 def test_slow_filter_is_skipped_after_timeout_others_are_prompt(env, caplog, style):
-    e = env(workers=4, filter_timeout=0.5)
+    # Checked by order, not by time: the fast clients get the event while the slow filter still
+    # runs (before its time-out); it is skipped no sooner than its time-out.
+    e = env(workers=4, filter_timeout=2.0)
     release = threading.Event()
 
     if style == 'sleeps':
         def created(data, params):
             if params['slow']:
-                release.wait(5)  # far past the timeout
+                release.wait(30)  # far past the timeout
             return data
     else:
         def created(data, params, callback):
@@ -173,15 +175,15 @@ def test_slow_filter_is_skipped_after_timeout_others_are_prompt(env, caplog, sty
     with caplog.at_level(logging.WARNING, logger='flask_feathers.dispatch'):
         e.dispatcher.dispatch('todos', 'created', {'id': 1})
         for conn in fast:
-            conn.wait_for(1, timeout=2)
-        prompt = time.monotonic() - start
-        e.idle(3)
+            conn.wait_for(1, timeout=10)
+        assert 'took longer' not in caplog.text and 'callback within' not in caplog.text, \
+            'the fast clients got the event only after the slow filter was skipped'
+        e.idle(30)
         skipped_after = time.monotonic() - start
     release.set()
-    assert prompt < 0.3, f'fast clients waited {prompt:.2f} s for a slow filter elsewhere'
-    assert 0.45 <= skipped_after < 2.0
+    assert skipped_after >= 1.9
     assert slow.sent == []
-    assert 'took longer than 0.5 s' in caplog.text or 'callback within 0.5 s' in caplog.text
+    assert 'took longer than 2 s' in caplog.text or 'callback within 2 s' in caplog.text
 
 
 def test_slow_client_gets_later_events_after_its_skipped_one(env, caplog):
@@ -193,11 +195,9 @@ def test_slow_client_gets_later_events_after_its_skipped_one(env, caplog):
         return data
     e.services['todos'] = {'created': created}
     conn = e.connect()
-    start = time.monotonic()
     for i in range(1, 4):
         e.dispatcher.dispatch('todos', 'created', {'id': i})
-    conn.wait_for(2, timeout=3)
-    assert time.monotonic() - start < 1.5
+    conn.wait_for(2, timeout=10)
     e.idle()
     assert conn.events() == [{'id': 2}, {'id': 3}]
     assert 'took longer than 0.3 s' in caplog.text
@@ -216,9 +216,7 @@ def test_a_hung_filter_leaves_a_bounded_lane(env, caplog):
     try:
         for i in range(5):
             e.dispatcher.dispatch('todos', 'created', {'id': i})
-        start = time.monotonic()
-        e.idle(3)  # every slot is skipped within about two timeouts
-        assert time.monotonic() - start < 1.0
+        e.idle(10)  # every slot is skipped (within about two time-outs)
         assert conn.sent == [] and list(conn.lane) == []
     finally:
         release.set()
@@ -379,7 +377,7 @@ def one_client_held(e, others, holds=lambda data: True):
 
     def created(data, params):
         if params['held'] and holds(data):
-            release.wait(10)
+            release.wait(60)
         return data
     e.services['todos'] = {'created': created}
     return release, e.connect(held=True), [e.connect(held=False) for _ in range(others)]
@@ -388,15 +386,15 @@ def one_client_held(e, others, holds=lambda data: True):
 def test_a_client_with_a_hanging_filter_does_not_starve_the_others(env):
     # Its filter hangs on every event; with a pool of 2 it must not take both workers and make
     # the other clients miss events.
-    e = env(workers=2, filter_timeout=0.3)
+    # Checked by order: the healthy clients have every event while the hung filter still hangs.
+    e = env(workers=2, filter_timeout=60.0)
     release, stuck, others = one_client_held(e, 2)
     try:
-        start = time.monotonic()
         for i in range(4):
             e.dispatcher.dispatch('todos', 'created', {'id': i})
         for conn in others:
-            conn.wait_for(4, timeout=3)
-        assert time.monotonic() - start < 0.25, 'healthy clients waited for the hung filter'
+            conn.wait_for(4, timeout=10)
+        assert stuck.events() == [], 'the hung filter returned before it was released'
     finally:
         release.set()
     e.idle()
@@ -408,17 +406,16 @@ def test_a_client_with_a_hanging_filter_does_not_starve_the_others(env):
 def test_later_events_reach_the_others_while_one_filter_is_slow(env):
     """The benchmark's scenario: events one at a time, each awaited by the healthy clients, while
     one client's filter sleeps through all of them. Each one reaches them promptly (once the
-    worker held by that filter was replaced, later events must not queue behind it)."""
-    e = env(workers=4, filter_timeout=5.0)
+    worker held by that filter was replaced, later events must not queue behind it). Checked
+    by order, not by time: every event reaches them while the slow filter is still held."""
+    e = env(workers=4, filter_timeout=60.0)
     release, slow, others = one_client_held(e, 20, holds=lambda data: data['id'] == 0)
     try:
         for i in range(5):
-            start = time.monotonic()
             e.dispatcher.dispatch('todos', 'created', {'id': i})
             for conn in others:
-                conn.wait_for(i + 1, timeout=3)
-            took = time.monotonic() - start
-            assert took < 0.25, f'event {i} took {took:.2f} s to reach the healthy clients'
+                conn.wait_for(i + 1, timeout=10)
+            assert slow.events() == [], 'the slow filter let its event through before release'
     finally:
         release.set()
     e.idle()
