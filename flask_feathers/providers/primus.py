@@ -413,6 +413,13 @@ class PrimusServer(EventEmitter):
         if notify:
             spark._run_listeners('end')
             self._run_listeners('disconnection', spark)
+        # Spark and Connection point at each other (and the connection's send and disconnect at
+        # the spark): cut that, so both go when the last reference does instead of waiting for
+        # a full garbage collection (a reconnect storm left thousands of them for it).
+        connection, spark.connection = spark.connection, None
+        if connection is not None:
+            connection.extra.pop('spark', None)
+            connection.extra.pop('disconnect', None)
 
 
 def _send_ping(ws: WebSocket) -> None:
