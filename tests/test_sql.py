@@ -52,30 +52,32 @@ def people_table(name=None, metadata=None):
     )
 
 
-@pytest.fixture(scope='module')
-def pg_engine():
-    engine = sa.create_engine(PG_URL)
+def _reachable(url, unreachable):
+    """An engine for ``url`` that answered ``select 1``; else ``unreachable(exc)`` (fail or skip)."""
+    engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text('select 1'))
     except sa.exc.OperationalError as exc:
         engine.dispose()
-        pytest.fail(f'PostgreSQL is not reachable at {PG_URL} ({exc.orig}); start it or set '
-                    'FEATHERS_TEST_POSTGRES_URL. These tests are required, not optional.', pytrace=False)
+        unreachable(exc)
+    return engine
+
+
+@pytest.fixture(scope='module')
+def pg_engine():
+    engine = _reachable(PG_URL, lambda exc: pytest.fail(
+        f'PostgreSQL is not reachable at {PG_URL} ({exc.orig}); start it or set '
+        'FEATHERS_TEST_POSTGRES_URL. These tests are required, not optional.', pytrace=False))
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(scope='module')
 def mysql_engine():
-    engine = sa.create_engine(MYSQL_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text('select 1'))
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        pytest.skip(f'MariaDB/MySQL is not reachable at {MYSQL_URL} ({exc.orig}); scripts/test '
-                    'starts it when installed, or set FEATHERS_TEST_MYSQL_URL')
+    engine = _reachable(MYSQL_URL, lambda exc: pytest.skip(
+        f'MariaDB/MySQL is not reachable at {MYSQL_URL} ({exc.orig}); scripts/test starts it '
+        'when installed, or set FEATHERS_TEST_MYSQL_URL'))
     yield engine
     engine.dispose()
 
