@@ -12,7 +12,8 @@
 
 Needs the ``auth`` extra (PyJWT and bcrypt). See docs/authentication.rst.
 """
-from .core import AuthenticationBaseStrategy, AuthenticationService
+from .service import AuthenticationService
+from .strategy import AuthenticationBaseStrategy
 from .hooks import authenticate
 from .jwt import JWTStrategy
 from .local import LocalStrategy, hash_password

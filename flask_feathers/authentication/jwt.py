@@ -5,7 +5,8 @@ import re
 from typing import Any, Dict, Mapping, Optional
 
 from .. import errors
-from .core import AuthenticationBaseStrategy, expiry_timers
+from .strategy import AuthenticationBaseStrategy
+from .tokens import expiry_timers
 
 #: ``<scheme> <token>`` in an Authorization header
 _SCHEMED = re.compile(r'^\s*(\S+)\s+(\S+)\s*$')

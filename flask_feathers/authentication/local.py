@@ -9,7 +9,7 @@ from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from .. import errors
 from ..connections import parse_rate
-from .core import AuthenticationBaseStrategy
+from .strategy import AuthenticationBaseStrategy
 
 #: bcrypt reads at most 72 bytes of a password (Node's bcryptjs too): longer ones are cut there,
 #: so hashes stay interchangeable with a Node Feathers service.
