@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, 'node')
@@ -98,6 +98,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def _run_group(cmd: List[str], timeout: float, cwd: Optional[str] = None
+               ) -> Tuple[subprocess.Popen, Optional[Tuple[str, str]]]:
+    """Run ``cmd`` in a process group of its own: the process and its ``(stdout, stderr)``, or
+    None for them when it outlived ``timeout`` seconds (then the group is killed)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _procs.append(proc)
+    try:
+        return proc, proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        proc.communicate()
+        return proc, None
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -183,15 +198,11 @@ def loadgen(server: Server, scenario: str, transport: str = 'socketio', timeout:
     opts = dict(opts, url=server.url, dialect=server.dialect, transport=transport,
                 deadline=int(timeout))
     cmd = pinned(['node', os.path.join(NODE_DIR, 'loadgen.js'), scenario, json.dumps(opts)], cpu)
-    proc = subprocess.Popen(cmd, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    _procs.append(proc)
+    proc, finished = _run_group(cmd, timeout + 15, cwd=NODE_DIR)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout + 15)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        proc.communicate()
-        return {'error': f'loadgen {scenario} timed out after {timeout + 15:.0f} s'}
+        if finished is None:
+            return {'error': f'loadgen {scenario} timed out after {timeout + 15:.0f} s'}
+        stdout, stderr = finished
     finally:
         try:  # the whole group: the swarm's worker processes too, if any is left
             os.killpg(proc.pid, signal.SIGKILL)
@@ -256,15 +267,11 @@ def wrk(url: str, seconds: float, connections: int, server: Optional['Server'] =
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = _group_cpu_s(server.proc.pid) if server is not None else 0.0
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    _procs.append(proc)
+    proc, finished = _run_group(cmd, seconds + 30)
     try:
-        stdout, stderr = proc.communicate(timeout=seconds + 30)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        proc.communicate()
-        return {'error': f'wrk did not finish within {seconds + 30:.0f} s'}
+        if finished is None:
+            return {'error': f'wrk did not finish within {seconds + 30:.0f} s'}
+        stdout, stderr = finished
     finally:
         if proc in _procs:
             _procs.remove(proc)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import requests
 
+from conftest import terminate
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MULTI_APP = os.path.join(HERE, 'apps', 'multi_app.py')
 
@@ -40,12 +42,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        terminate(proc, timeout)
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()

@@ -40,7 +40,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from conftest import ARTIFACTS, JS_DIR, LiveServer
+from conftest import ARTIFACTS, JS_DIR, LiveServer, terminate
 
 from flask_feathers import Feathers, MemoryService, rest, socketio
 from flask_feathers import _query as q
@@ -163,12 +163,7 @@ def start_feathers_server(log_path: Any) -> Tuple[subprocess.Popen, str]:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    terminate(proc)
     proc.stdout.close()
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import free_port, terminate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The options of the gunicorn command in docs/deployment.rst (checked below).
@@ -42,12 +42,7 @@ def gunicorn_server(tmp_path):
                 pytest.fail('gunicorn did not start:\n' + (tmp_path / 'gunicorn.log').read_text())
             time.sleep(0.1)  # polling a port that is not open yet: nothing to await
     yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    terminate(proc)
     log.close()
     output = (tmp_path / 'gunicorn.log').read_text()
     # gthread warns "No keepalived connections can be handled" when --threads reaches
