@@ -1,0 +1,84 @@
+"""The connection layer's own parser of simple WebSocket frames (transport/websocket.py) gives the
+same messages as wsproto, and hands wsproto everything from the first frame it does not take."""
+import os
+import struct
+
+from hypothesis import given, strategies as st
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
+
+from flask_feathers.transport.websocket import split_simple_frames
+
+
+def frame(opcode, payload, fin=True, mask=True, rsv=0, long16=False):
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126 and not long16:
+        head = bytes([first, (0x80 if mask else 0) | n])
+    elif n < 65536:
+        head = bytes([first, (0x80 if mask else 0) | 126]) + struct.pack('!H', n)
+    else:
+        head = bytes([first, (0x80 if mask else 0) | 127]) + struct.pack('!Q', n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def wsproto_events(data):
+    proto = Connection(ConnectionType.SERVER)
+    try:
+        proto.receive_data(data)
+        return [_plain(e) for e in proto.events()]
+    except Exception as exc:  # noqa: BLE001 - compared as a kind of outcome
+        return [type(exc).__name__]
+
+
+def split_events(data):
+    events, rest = split_simple_frames(data)
+    out = [_plain(e) for e in events]
+    if rest:
+        out += wsproto_events(rest)
+    return out
+
+
+def _plain(event):
+    if isinstance(event, Message):
+        return (type(event).__name__, event.data, event.message_finished)
+    if isinstance(event, CloseConnection):
+        return ('close', event.code)
+    if isinstance(event, Ping):
+        return ('ping', event.payload)
+    return (type(event).__name__,)
+
+
+FRAMES = st.one_of(
+    st.text(max_size=300).map(lambda t: frame(1, t.encode())),
+    st.binary(max_size=300).map(lambda b: frame(2, b)),
+    st.binary(min_size=130, max_size=70000).map(lambda b: frame(2, b)),
+    st.binary(max_size=20).map(lambda b: frame(9, b)),                      # ping
+    st.just(frame(8, struct.pack('!H', 1000) + b'bye')),                   # close
+    st.just(frame(1, b'\xff\xfe')),                                         # not UTF-8
+    st.just(frame(1, 'half'.encode(), fin=False)),                          # a fragment
+    st.just(frame(0, b' done')),                                            # continuation
+    st.just(frame(1, b'no mask', mask=False)),
+    st.just(frame(1, b'rsv', rsv=0x40)),
+    st.just(frame(2, b'short', long16=True)),                               # not minimal
+)
+
+
+@given(st.lists(FRAMES, max_size=8), st.integers(min_value=0, max_value=20))
+def test_the_same_messages_as_wsproto(frames, cut):
+    data = b''.join(frames)
+    assert split_events(data) == wsproto_events(data)
+    # a partial frame at the end goes to wsproto whole (it then waits for the rest)
+    if cut and len(data) > cut:
+        events, rest = split_simple_frames(data[:-cut])
+        assert [_plain(e) for e in events] == split_events(data[:-cut])[:len(events)]
+
+
+def test_simple_frames_are_taken_and_the_rest_is_handed_on():
+    data = frame(1, 'hello'.encode()) + frame(2, b'\x00\x01') + frame(8, b'\x03\xe8')
+    events, rest = split_simple_frames(data)
+    assert [(type(e), e.data) for e in events] == [(TextMessage, 'hello'), (BytesMessage, b'\x00\x01')]
+    assert len(rest) == 8 and rest[0] == 0x88  # the close frame, whole, for wsproto
