@@ -46,7 +46,7 @@ def _plain(event):
     if isinstance(event, Message):
         return (type(event).__name__, event.data, event.message_finished)
     if isinstance(event, CloseConnection):
-        return ('close', event.code)
+        return ('close', int(event.code), event.reason)
     if isinstance(event, Ping):
         return ('ping', event.payload)
     return (type(event).__name__,)
@@ -58,6 +58,11 @@ FRAMES = st.one_of(
     st.binary(min_size=130, max_size=70000).map(lambda b: frame(2, b)),
     st.binary(max_size=20).map(lambda b: frame(9, b)),                      # ping
     st.just(frame(8, struct.pack('!H', 1000) + b'bye')),                   # close
+    st.integers(0, 5100).map(lambda c: frame(8, struct.pack('!H', c))),     # any close code
+    st.just(frame(8, b'')),                                                 # close, no code
+    st.just(frame(8, b'\x03')),                                             # 1-byte close
+    st.just(frame(8, struct.pack('!H', 1000) + b'\xff')),                   # reason not UTF-8
+    st.just(frame(8, struct.pack('!H', 1000) + b'x' * 130, long16=True)),   # too long
     st.just(frame(1, b'\xff\xfe')),                                         # not UTF-8
     st.just(frame(1, 'half'.encode(), fin=False)),                          # a fragment
     st.just(frame(0, b' done')),                                            # continuation
@@ -78,7 +83,13 @@ def test_the_same_messages_as_wsproto(frames, cut):
 
 
 def test_simple_frames_are_taken_and_the_rest_is_handed_on():
-    data = frame(1, 'hello'.encode()) + frame(2, b'\x00\x01') + frame(8, b'\x03\xe8')
+    ping = frame(9, b'hi')
+    data = frame(1, 'hello'.encode()) + frame(2, b'\x00\x01') + ping + frame(1, b'later')
     events, rest = split_simple_frames(data)
-    assert [(type(e), e.data) for e in events] == [(TextMessage, 'hello'), (BytesMessage, b'\x00\x01')]
-    assert len(rest) == 8 and rest[0] == 0x88  # the close frame, whole, for wsproto
+    assert [(type(e), e.data) for e in events] == [(TextMessage, 'hello'),
+                                                   (BytesMessage, b'\x00\x01')]
+    assert rest == data[-len(ping) - len(frame(1, b'later')):] and rest[0] == 0x89
+    # a close ends the list; nothing after it is read
+    events, rest = split_simple_frames(frame(8, b'\x03\xe8ok') + frame(1, b'after'))
+    assert [(type(e), int(e.code), e.reason) for e in events] == [(CloseConnection, 1000, 'ok')]
+    assert rest == b''
