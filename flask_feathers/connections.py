@@ -139,34 +139,57 @@ def parse_rate(rate: Any, setting: str, what: str = 'attempts') -> Tuple[int, fl
     return count, window
 
 
-class ConnectRate:
-    """At most ``count`` admitted connections per client address in any ``window`` seconds.
+class RateWindow:
+    """At most ``count`` events per key (a client address, a username) in any ``window`` seconds.
 
-    :param rate: ``'20/10s'``, ``'100/m'``, ``'1000/h'`` (``FEATHERS_CONNECT_RATE``).
+    :param rate: ``'20/10s'``, ``'100/m'``, ``'1000/h'``.
+    :param setting: the setting it came from, named when ``rate`` is malformed.
 
-    A sliding window: each address keeps the times of its admissions within the window (at most
-    ``count`` of them), and addresses idle for a whole window are forgotten, so memory stays
-    bounded by the addresses active in the last window. Refused attempts do not count.
+    A sliding window: each key keeps the times of its events within the window (at most
+    ``count`` of them), and keys idle for a whole window are forgotten, so memory stays bounded
+    by the keys active in the last window.
     """
 
-    def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic) -> None:
-        count, window = parse_rate(rate, 'FEATHERS_CONNECT_RATE', 'connections')
+    def __init__(self, rate: str, setting: str, what: str = 'attempts',
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        count, window = parse_rate(rate, setting, what)
         self.count, self.window, self._clock = count, window, clock
         self._seen: Dict[str, Deque[float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = clock() + window
 
-    def admit(self, address: Optional[str]) -> bool:
-        """Count one connection attempt from ``address``; False when it is over its budget."""
-        now = self._clock()
+    def _times(self, key: str, now: float, create: bool = True) -> Deque[float]:
+        """``key``'s times still in the window (caller holds the lock); sweeps idle keys. A key
+        without events gets an entry only with ``create``."""
         cutoff = now - self.window
+        if now >= self._next_sweep:
+            self._seen = {k: t for k, t in self._seen.items() if t and t[-1] > cutoff}
+            self._next_sweep = now + self.window
+        times = self._seen.setdefault(key, collections.deque()) if create else \
+            self._seen.get(key, collections.deque())
+        while times and times[0] <= cutoff:
+            times.popleft()
+        return times
+
+    def full(self, key: Optional[str]) -> bool:
+        """``key`` had ``count`` events in the last window."""
         with self._lock:
-            if now >= self._next_sweep:
-                self._seen = {a: t for a, t in self._seen.items() if t and t[-1] > cutoff}
-                self._next_sweep = now + self.window
-            times = self._seen.setdefault(address or '', collections.deque())
-            while times and times[0] <= cutoff:
+            return len(self._times(key or '', self._clock(), create=False)) >= self.count
+
+    def record(self, key: Optional[str]) -> None:
+        """Count one event of ``key``."""
+        now = self._clock()
+        with self._lock:
+            times = self._times(key or '', now)
+            times.append(now)
+            if len(times) > self.count:
                 times.popleft()
+
+    def admit(self, key: Optional[str]) -> bool:
+        """Count one event of ``key`` unless it is over its budget (then False, not counted)."""
+        now = self._clock()
+        with self._lock:
+            times = self._times(key or '', now)
             if len(times) >= self.count:
                 return False
             times.append(now)
@@ -174,3 +197,11 @@ class ConnectRate:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class ConnectRate(RateWindow):
+    """Socket connections admitted per client address (``FEATHERS_CONNECT_RATE``): refused
+    attempts do not count."""
+
+    def __init__(self, rate: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(rate, 'FEATHERS_CONNECT_RATE', 'connections', clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from .. import errors
+from .strategy import without
 
 
 def authenticate(*strategies: str, service: Optional[str] = None) -> Callable[[Any], None]:
@@ -33,11 +34,9 @@ def authenticate(*strategies: str, service: Optional[str] = None) -> Callable[[A
             return
         authentication = params.get('authentication')
         if authentication:
-            auth_params = {key: value for key, value in params.items()
-                           if key not in ('provider', 'authentication')}
-            result = wrapped.service.authenticate(authentication, auth_params, *strategies)
-            result = {key: value for key, value in result.items() if key != 'accessToken'}
-            context.params = dict(params, **result, authenticated=True)
+            result = wrapped.service.authenticate(
+                authentication, without(params, 'provider', 'authentication'), *strategies)
+            context.params = dict(params, **without(result, 'accessToken'), authenticated=True)
         elif params.get('provider'):
             raise errors.NotAuthenticated('Not authenticated')
     return authenticate_hook

@@ -5,7 +5,7 @@ import re
 from typing import Any, Dict, Mapping, Optional
 
 from .. import errors
-from .strategy import AuthenticationBaseStrategy
+from .strategy import AuthenticationBaseStrategy, without
 from .tokens import expiry_timers
 
 #: ``<scheme> <token>`` in an Authorization header
@@ -60,8 +60,7 @@ class JWTStrategy(AuthenticationBaseStrategy):
             raise errors.NotAuthenticated('Could not find entity service')
         if entity_id is None:
             raise errors.NotAuthenticated('The access token names no entity (`sub`)')
-        internal = {key: value for key, value in params.items() if key != 'provider'}
-        internal['query'] = {}
+        internal = dict(without(params, 'provider'), query={})
         try:
             entity = service.get(entity_id, internal)
         except errors.NotFound:

@@ -2,14 +2,11 @@
 ``@feathersjs/authentication-local``), and the ``hash_password`` hook."""
 from __future__ import annotations
 
-import collections
-import threading
-import time
-from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .. import errors
-from ..connections import parse_rate
-from .strategy import AuthenticationBaseStrategy
+from ..connections import RateWindow
+from .strategy import AuthenticationBaseStrategy, without
 
 #: bcrypt reads at most 72 bytes of a password (Node's bcryptjs too): longer ones are cut there,
 #: so hashes stay interchangeable with a Node Feathers service.
@@ -28,39 +25,6 @@ def _need_bcrypt() -> Any:
 
 def _password_bytes(password: str) -> bytes:
     return password.encode('utf-8')[:BCRYPT_MAX_BYTES]
-
-
-class FailureWindow:
-    """Failures per key (a username, a client address) within a sliding window: ``full(key)``
-    once ``count`` happened in the last ``window`` seconds."""
-
-    def __init__(self, rate: str, setting: str, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.count, self.window = parse_rate(rate, setting)
-        self._clock = clock
-        self._seen: Dict[str, Deque[float]] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = clock() + self.window
-
-    def full(self, key: str) -> bool:
-        cutoff = self._clock() - self.window
-        with self._lock:
-            times = self._seen.get(key)
-            while times and times[0] <= cutoff:
-                times.popleft()
-            return bool(times) and len(times) >= self.count  # type: ignore[arg-type]
-
-    def record(self, key: str) -> None:
-        now = self._clock()
-        with self._lock:
-            if now >= self._next_sweep:  # forget keys idle for a whole window
-                cutoff = now - self.window
-                self._seen = {k: t for k, t in self._seen.items() if t and t[-1] > cutoff}
-                self._next_sweep = now + self.window
-            times = self._seen.setdefault(key, collections.deque())
-            times.append(now)
-            while len(times) > self.count:
-                times.popleft()
 
 
 class LocalStrategy(AuthenticationBaseStrategy):
@@ -138,13 +102,16 @@ class LocalStrategy(AuthenticationBaseStrategy):
 
     def _windows(self) -> Tuple[Any, ...]:
         from flask import current_app, has_app_context
-        config = current_app.config if has_app_context() else {}
-        per_user = config.get('FEATHERS_LOGIN_RATE', '10/m')
-        per_address = config.get('FEATHERS_LOGIN_RATE_PER_ADDRESS', '30/m')
+
+        from ..extension import DEFAULTS, FEATHERS_LOGIN_RATE, FEATHERS_LOGIN_RATE_PER_ADDRESS
+        config = current_app.config if has_app_context() else DEFAULTS
+        per_user = config.get(FEATHERS_LOGIN_RATE, DEFAULTS[FEATHERS_LOGIN_RATE])
+        per_address = config.get(FEATHERS_LOGIN_RATE_PER_ADDRESS,
+                                 DEFAULTS[FEATHERS_LOGIN_RATE_PER_ADDRESS])
         if self._limits is None or self._limits[0] != (per_user, per_address):
             self._limits = ((per_user, per_address),
-                            FailureWindow(per_user, 'FEATHERS_LOGIN_RATE') if per_user else None,
-                            FailureWindow(per_address, 'FEATHERS_LOGIN_RATE_PER_ADDRESS')
+                            RateWindow(per_user, FEATHERS_LOGIN_RATE) if per_user else None,
+                            RateWindow(per_address, FEATHERS_LOGIN_RATE_PER_ADDRESS)
                             if per_address else None)
         return self._limits[1], self._limits[2]
 
@@ -162,8 +129,7 @@ class LocalStrategy(AuthenticationBaseStrategy):
         if (by_user is not None and by_user.full(user_key)) or \
                 (by_address is not None and by_address.full(address)):
             raise errors.TooManyRequests('Too many failed sign-ins; try again later')
-        internal = {key: value for key, value in params.items() if key != 'provider'}
-        entity = self.find_entity(username, internal)
+        entity = self.find_entity(username, without(params, 'provider'))
         try:
             if entity is None:
                 self._burn_time(password)

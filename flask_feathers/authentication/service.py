@@ -13,9 +13,8 @@ import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import errors
+from ..extension import FEATHERS_AUTHENTICATION as CONFIG_KEY
 from .tokens import _TOKEN_ERRORS, _merge, _need_jwt, duration_seconds
-
-CONFIG_KEY = 'FEATHERS_AUTHENTICATION'
 
 #: Defaults under the app's settings (``jwtOptions`` is merged key by key).
 DEFAULT_OPTIONS: Dict[str, Any] = {
@@ -103,6 +102,13 @@ class AuthenticationService:
 
     def get_strategy(self, name: str) -> Any:
         return self.strategies.get(name)
+
+    def entity_id_field(self) -> str:
+        """The entity's id field: ``entityId``, else the entity service's ``id``, else
+        ``'id'``."""
+        config = self.configuration
+        service = self.app.service(config['service']) if config.get('service') else None
+        return str(config.get('entityId') or getattr(service, 'id', None) or 'id')
 
     def get_strategies(self, *names: str) -> List[Any]:
         return [self.strategies[name] for name in names if name in self.strategies]
@@ -202,8 +208,7 @@ class AuthenticationService:
         entity = config.get('entity')
         value = auth_result.get(entity) if config.get('service') and entity else None
         if value and not options.get('subject'):
-            field = config.get('entityId') or getattr(self.app.service(config['service']),
-                                                      'id', None) or 'id'
+            field = self.entity_id_field()
             subject = value.get(field) if isinstance(value, Mapping) else None
             if subject is None:
                 raise errors.NotAuthenticated(f'Can not set subject from {entity}.{field}')
@@ -246,11 +251,11 @@ class AuthenticationService:
         if not isinstance(config.get('secret'), str) or not config['secret']:
             raise ValueError(f"the authentication settings (app.config[{self.config_key!r}]) "
                              f"need a 'secret' string")
+        application = app._application()
         if config.get('entity') is not None:
             if not config.get('service'):
                 raise ValueError("the authentication settings need 'service' (the path of the "
                                  "users service), or 'entity': None")
-            application = app._application()
             if application.lookup(str(config['service']).strip('/')) is None:
                 raise ValueError(f"the authentication settings name the service "
                                  f"{config['service']!r}, which is not registered")
@@ -258,7 +263,7 @@ class AuthenticationService:
             verify = getattr(strategy, 'verify_configuration', None)
             if verify is not None:
                 verify()
-        wrapped = app._application().lookup(path)
+        wrapped = application.lookup(path)
         if wrapped is not None:
             # Straight onto this app's service (not recorded for replay: setup runs per app).
             wrapped._hooks.register(around={'create': [self._connection_hook('login')],

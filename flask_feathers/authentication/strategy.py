@@ -1,12 +1,17 @@
 """What every authentication strategy shares."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Mapping
 
 from .. import errors
 
 if TYPE_CHECKING:
     from .service import AuthenticationService
+
+
+def without(params: Mapping[str, Any], *keys: str) -> Dict[str, Any]:
+    """A copy of ``params`` without ``keys`` (``'provider'``: an internal call's params)."""
+    return {key: value for key, value in params.items() if key not in keys}
 
 
 class AuthenticationBaseStrategy:
@@ -25,7 +30,8 @@ class AuthenticationBaseStrategy:
         return dict(self.authentication.configuration.get(self.name) or {})
 
     def verify_configuration(self) -> None:
-        """Raise ValueError for settings the strategy cannot work with (at registration)."""
+        """Raise ValueError for settings the strategy cannot work with (the service's set-up
+        calls it, when the app's settings are known)."""
 
     def entity_service(self) -> Any:
         """The wrapped entity service (``users``), or None when ``service`` is not set."""
@@ -36,9 +42,7 @@ class AuthenticationBaseStrategy:
         return self.authentication.app.service(path)
 
     def entity_id_field(self) -> str:
-        config = self.authentication.configuration
-        service = self.entity_service()
-        return config.get('entityId') or getattr(service, 'id', None) or 'id'
+        return self.authentication.entity_id_field()
 
     def entity_for_client(self, entity_id: Any, entity: Any, params: Dict[str, Any]) -> Any:
         """``entity`` as the entity service sends it to the caller of ``params``: for a client
