@@ -50,6 +50,15 @@ def gunicorn_server(tmp_path):
     assert 'WARNING' not in output and 'keepalived' not in output, output
 
 
+#: socket.io-client and the npm primus client (with primus-emitter) for the Node scripts below
+CLIENTS = """
+const { io } = require('socket.io-client');
+const Primus = require('primus');
+const Socket = Primus.createSocket({transformer: 'websockets',
+                                   plugin: {emitter: require('primus-emitter')}});
+"""
+
+
 def test_the_documented_command_is_the_one_tested():
     with open(os.path.join(ROOT, 'docs', 'deployment.rst'), encoding='utf-8') as fh:
         text = fh.read()
@@ -58,12 +67,8 @@ def test_the_documented_command_is_the_one_tested():
 
 def test_more_websockets_than_threads_under_gunicorn(gunicorn_server, node):
     url = gunicorn_server
-    out = node(f"""
+    out = node(CLIENTS + f"""
     setTimeout(() => fail('not every client got the broadcast'), 40000);
-    const {{ io }} = require('socket.io-client');
-    const Primus = require('primus');
-    const Socket = Primus.createSocket({{transformer: 'websockets',
-                                        plugin: {{emitter: require('primus-emitter')}}}});
     const total = {MORE_THAN_THREADS};
     const clients = [];
     let open = 0, got = 0;
@@ -94,12 +99,8 @@ def test_more_websockets_than_threads_under_gunicorn(gunicorn_server, node):
 
 def test_socketio_primus_and_rest_under_gunicorn_gthread(gunicorn_server, node):
     url = gunicorn_server
-    out = node(f"""
+    out = node(CLIENTS + f"""
     setTimeout(() => fail('timed out under gunicorn'), 15000);
-    const {{ io }} = require('socket.io-client');
-    const Primus = require('primus');
-    const Socket = Primus.createSocket({{transformer: 'websockets',
-                                        plugin: {{emitter: require('primus-emitter')}}}});
     const s = io('{url}', {{transports: ['websocket'], auth: {{user: 'alice'}}}});
     const p = new Socket('{url}?user=bob');
     const refused = io('{url}', {{transports: ['websocket']}});
