@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
 
-from flask_feathers.transport.websocket import split_simple_frames
+from flask_feathers.transport.frames import split_simple_frames
 
 
 def frame(opcode, payload, fin=True, mask=True, rsv=0, long16=False):

@@ -424,7 +424,7 @@ class RawPrimus:
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from flask_feathers import errors as ff_errors  # noqa: E402
-from flask_feathers.providers import _realtime  # noqa: E402
+from flask_feathers.providers import _calls  # noqa: E402
 
 #: Figures of this run, printed at the end of the module (quoted in docs_reliability.rst).
 FIGURES: Dict[str, Any] = {'inputs': 0}
@@ -599,11 +599,11 @@ FUZZ_METHODS = {'todos': {'find', 'get', 'create', 'update', 'patch', 'remove'},
 def expected_error(event: str, args: list) -> Optional[str]:
     """The error name the server must answer, by the same rules it uses; None: it may succeed or
     fail in the service."""
-    if not _realtime.is_call(event, args):
+    if not _calls.is_call(event, args):
         return 'NotFound'
     # The server looks the service and the method up first, then the arguments.
     try:
-        path, method = _realtime.call_target(event, args)
+        path, method = _calls.call_target(event, args)
     except ff_errors.FeathersError as exc:
         return exc.name
     if path not in FUZZ_METHODS:
@@ -611,7 +611,7 @@ def expected_error(event: str, args: list) -> Optional[str]:
     if method not in FUZZ_METHODS[path]:
         return 'MethodNotAllowed'
     try:
-        _realtime.parse_call(event, args)
+        _calls.parse_call(event, args)
     except ff_errors.FeathersError as exc:
         return exc.name
     return None

@@ -3,7 +3,8 @@
 python-engineio (threading mode) gives every websocket client a request thread that reads, a
 writer thread, and a thread per ping that sleeps for the ping interval; python-socketio adds a
 thread per inbound event. :func:`tune` gives one server its own engine.io socket class, queue
-class and "thread" class, so that (every touch of engine.io internals is in this module):
+class and "thread" class (the internals this relies on are listed and checked in
+:mod:`._socketio_compat`), so that:
 
 * a client that opens as a websocket (how Feathers clients and ``transports: ['websocket']``
   connect) is handed over to the hub after its handshake (:mod:`..transport.handover`): no
@@ -23,16 +24,16 @@ import functools
 import logging
 import queue
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import simple_websocket
 from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
-from engineio import socket as eio_socket_module
 from socketio import packet as socketio_packet
 from wsproto.utilities import LocalProtocolError
 
 from .. import transport
+from . import _socketio_compat
 from ..transport import Message, WebSocket
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class HubQueue(queue.Queue):
             super().join()
 
 
-class HubSocket(eio_socket_module.Socket):
+class HubSocket(_socketio_compat.EngineIOSocket):  # type: ignore[misc]
     """An engine.io socket whose pings come from the hub, and whose websocket, when it opened as
     one on a plain socket, is served by the hub."""
 
@@ -134,7 +135,7 @@ class HubSocket(eio_socket_module.Socket):
         except Exception as exc:  # a bad upgrade request
             log.info('Socket.IO websocket handshake failed: %r', exc)
             self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-            return self.server._bad_request()
+            return _socketio_compat.bad_request(self.server)
         if accepted is None:  # pragma: no cover - can_hand_over said yes
             return super()._upgrade_websocket(environ, start_response)
         ws, mode = accepted
@@ -223,96 +224,44 @@ def send_to_many(server: Any, namespace: str, event: str, data: Any,
     return rest
 
 
-class IndexedRooms:
-    """A python-socketio manager mix-in that knows each client's rooms.
-
-    python-socketio finds the rooms of a client that leaves by testing every room of the
-    namespace, and every client has a room of its own: one disconnect costs O(clients), so 2,000
-    clients leaving at once cost millions of lookups (a third of the server's time in a reconnect
-    storm, profiled with py-spy). Rooms are entered and left through ``basic_enter_room`` and
-    ``basic_leave_room`` only (connect, ``join_room``, ``close_room`` included), so an index
-    kept there is complete; ``basic_disconnect`` then does the rest of python-socketio's own
-    bookkeeping (5.x) for just those rooms.
-    """
-
-    _feathers_rooms: Dict[Tuple[str, str], set]
-
-    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
-        self._feathers_rooms.setdefault((namespace, sid), set()).add(room)
-
-    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
-        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
-        rooms = self._feathers_rooms.get((namespace, sid))
-        if rooms is not None:
-            rooms.discard(room)
-
-    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
-        rooms = self._feathers_rooms.pop((namespace, sid), None)
-        if rooms is None or namespace not in self.rooms:  # type: ignore[attr-defined]
-            return super().basic_disconnect(sid, namespace, **kwargs)  # type: ignore[misc]
-        for room in rooms:
-            super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
-        self.callbacks.pop(sid, None)  # type: ignore[attr-defined]
-        for pending in (self.pending_connect, self.pending_disconnect):  # type: ignore
-            sids = pending.get(namespace)
-            if sids is not None and sid in sids:
-                sids.remove(sid)
-                if not sids:
-                    del pending[namespace]
-
-
-def index_rooms(manager: Any) -> None:
-    """Give ``manager`` (python-socketio's, any kind) the :class:`IndexedRooms` bookkeeping."""
-    if isinstance(manager, IndexedRooms):
-        return
-    index: Dict[Tuple[str, str], set] = {}
-    for namespace, rooms in getattr(manager, 'rooms', {}).items():
-        for room, members in rooms.items():
-            for sid in members:
-                index.setdefault((namespace, sid), set()).add(room)
-    manager._feathers_rooms = index
-    manager.__class__ = type(f'Indexed{type(manager).__name__}', (IndexedRooms, type(manager)),
-                             {})
-
-
 def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> None:
     """Put ``io``'s engine.io server on the connection layer (see the module doc).
 
     ``eio._async`` is the driver table engineio shares between servers of one async mode: this
     server gets its own copy.
     """
+    _socketio_compat.check(io)
     eio = io.server.eio
-    index_rooms(io.server.manager)
+    _socketio_compat.index_rooms(io.server.manager)
     hub = transport.get_hub()
     socket_class = type('HubSocket', (HubSocket,), {'hub': hub, 'max_backlog': max_backlog,
                                                     'compression': compression, 'owner': owner})
-    base = (eio._async or {}).get('websocket')
-    table = dict(eio._async, queue=HubQueue,
-                 thread=functools.partial(transport.PooledTask, hub.workers))
-    try:
-        from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
-    except ImportError:  # pragma: no cover - another engineio layout
-        SimpleWebSocketWSGI = None
-    if SimpleWebSocketWSGI is not None and isinstance(base, type) and \
-            issubclass(base, SimpleWebSocketWSGI):
+    table = _socketio_compat.driver_table(eio)
+    base = table.get('websocket')
+    table.update(queue=HubQueue, thread=functools.partial(transport.PooledTask, hub.workers))
+    stock = _socketio_compat.stock_websocket_class()
+    if stock is not None and isinstance(base, type) and issubclass(base, stock):
         table['websocket'] = _stock_websocket(base, compression)
-    eio._async = table
-    connect = eio.handlers.get('connect')
+    _socketio_compat.set_driver_table(eio, table)
 
     timeout = getattr(owner, 'handshake_timeout', None)
 
-    def on_connect(sid: str, environ: Any, *args: Any) -> Any:
-        # engine.io made the socket just now and calls schedule_ping() next: from here on it
-        # is ours (it holds no state of its own that the class change could lose).
-        sock = eio.sockets.get(sid)
-        if type(sock) is eio_socket_module.Socket:
-            sock.__class__ = socket_class
-        if timeout:
-            hub.call_later(timeout, hub.workers.submit, _close_unless_connected, io.server,
-                           sid, timeout)
-        return connect(sid, environ, *args) if connect is not None else True
-    eio.handlers['connect'] = on_connect
+    def wrap(connect: Optional[Callable[..., Any]]) -> Callable[..., Any]:
+        return functools.partial(_on_connect, eio, io.server, socket_class, timeout, connect)
+    _socketio_compat.wrap_handler(eio, 'connect', wrap)
+
+
+def _on_connect(eio: Any, server: Any, socket_class: type, timeout: Optional[float],
+                connect: Optional[Callable[..., Any]], sid: str, environ: Any, *args: Any) -> Any:
+    # engine.io made the socket just now and calls schedule_ping() next: from here on it is ours
+    # (it holds no state of its own that the class change could lose).
+    sock = eio.sockets.get(sid)
+    if type(sock) is _socketio_compat.EngineIOSocket:
+        sock.__class__ = socket_class
+    if timeout:
+        hub = transport.get_hub()
+        hub.call_later(timeout, hub.workers.submit, _close_unless_connected, server, sid, timeout)
+    return connect(sid, environ, *args) if connect is not None else True
 
 
 def _close_unless_connected(server: Any, eio_sid: str, timeout: float) -> None:

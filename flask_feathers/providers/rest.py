@@ -23,7 +23,7 @@ from .. import errors
 from ..encoding import dumps
 from ..extension import FeathersState, state_of
 from ..service import js_falsy
-from ._realtime import _check_data as check_data  # the sockets' data rule, shared
+from ._calls import _check_data as check_data  # the sockets' data rule, shared
 
 log = logging.getLogger(__name__)
 

@@ -10,25 +10,21 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import re
-import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import flask
 from flask_socketio import ConnectionRefusedError, SocketIO
-from socketio import packet as socketio_packet
 
-from .. import errors
 from ..connections import Connection
 from ..extension import FeathersState
 from ..service import invoke
-from ..transport import Message, admission
-from . import _eio_websocket, _realtime
+from ..transport import admission
+from .. import transport
+from . import _calls, _eio_websocket, _socketio_compat, _socketio_wire
+from ._socketio_wire import NAMESPACE, PROVIDER
 
 log = logging.getLogger(__name__)
 
-PROVIDER = 'socketio'
-NAMESPACE = '/'
 #: Packets engine.io may queue for one client before it is dropped as not reading.
 DEFAULT_MAX_QUEUE = 1024
 #: What a refused client sees when a middleware failed with something else than a FeathersError.
@@ -92,7 +88,7 @@ def _route_for_handlers(app: flask.Flask, io: Any) -> None:
     middleware answers them first). Flask-SocketIO runs every event handler in a request context
     of the connection's environ; without a rule for its path, each one raised and kept a NotFound
     while matching the URL (profiled: about 5% of a reconnect storm's CPU, and of every call)."""
-    path = getattr(getattr(io, 'sockio_mw', None), 'engineio_path', None)
+    path = _socketio_compat.engineio_path(io)
     if not path:
         return
     path = '/' + path.strip('/') + '/'
@@ -119,7 +115,7 @@ def _close_after_websocket(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
         except ConnectionError:
             sock = environ.get('werkzeug.socket')
             if sock is not None and environ.get('HTTP_UPGRADE', '').lower() == 'websocket':
-                _realtime.shutdown_socket(sock)
+                transport.shutdown_socket(sock)
             raise
     app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
     return app
@@ -158,56 +154,6 @@ def _share_message_queue(state: FeathersState, options: Dict[str, Any]) -> None:
         options['channel'] = channel
 
 
-_EVENT_HEADER = re.compile(r'(?:2|5\d{1,10}-)(?:(/[^,\[{"]*),)?(\d{1,16})')
-
-
-def _guard_messages(io: SocketIO) -> None:
-    """Answer every malformed Socket.IO call that asked for an ack, and bound binary attachments.
-
-    python-socketio drops an EVENT packet whose JSON does not parse (broken, nested too deeply)
-    or whose data is not a non-empty list, logging it: the client's ack never comes and a
-    Feathers client waits forever. The ack id sits in the packet header before the JSON, so it
-    can still be answered with BadRequest. A BINARY_EVENT may announce up to 10**10 attachments
-    and python-socketio keeps every binary frame until they all came: their total is held to
-    ``max_http_buffer_size`` here, past it the client is disconnected.
-    """
-    server = io.server
-    eio = server.eio
-    original = eio.handlers['message']
-    limit = eio.max_http_buffer_size
-
-    def on_message(eio_sid: str, data: Any) -> Any:
-        if isinstance(data, (bytes, bytearray)):
-            pending = server._binary_packet.get(eio_sid)
-            if pending is not None and \
-                    sum(map(len, pending.attachments)) + len(data) > limit:
-                server._binary_packet.pop(eio_sid, None)
-                log.warning('Socket.IO client %s sent more than %d bytes of binary attachments; '
-                            'disconnected', eio_sid, limit)
-                eio.disconnect(eio_sid)
-                return None
-            return original(eio_sid, data)
-        try:
-            return original(eio_sid, data)
-        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-            match = _EVENT_HEADER.match(data) if isinstance(data, str) else None
-            if match is None:
-                log.info('Socket.IO client %s sent an unusable packet: %s', eio_sid,
-                         str(exc)[:100])
-                return None
-            namespace = match.group(1) or NAMESPACE
-            sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
-            if sid is None or not server.manager.is_connected(sid, namespace):
-                return None
-            error = errors.BadRequest('Malformed Socket.IO packet: the event must be a JSON '
-                                      'array starting with the event name')
-            server._send_packet(eio_sid, server.packet_class(
-                socketio_packet.ACK, namespace=namespace, id=int(match.group(2)),
-                data=[error.to_dict()]))
-            return None
-    eio.handlers['message'] = on_message
-
-
 class SocketIOProvider:
     """Attaches Socket.IO to each app; see :func:`socketio`."""
 
@@ -229,122 +175,14 @@ class SocketIOProvider:
         _route_for_handlers(state.app, io)
         state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
         _eio_websocket.tune(io, compression, max_queue, owner=state)
-        _guard_messages(io)
+        _socketio_wire.guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
-        server = io.server
         application = state.application
         connections = state.connections
 
-        # The sid exists while its connect handler runs, before the client got CONNECT: nothing
-        # may be sent to it until then. python-socketio marks it connected only after sending
-        # CONNECT, and a direct write delivers CONNECT at once, so a client could act on it (a
-        # create whose event it should get) before the server thinks it connected. A connection
-        # is ready once its CONNECT went out; a delivery that races with that waits for it.
-        ready_lock = threading.Lock()
-        send_packet = server._send_packet
-
-        def send_marking_ready(eio_sid: str, pkt: Any) -> None:
-            conn = None
-            if pkt.packet_type == socketio_packet.CONNECT and isinstance(pkt.data, dict):
-                conn = connections.get(pkt.data.get('sid'))
-            if conn is None:
-                return send_packet(eio_sid, pkt)
-            with ready_lock:
-                send_packet(eio_sid, pkt)
-                conn.extra['ready'] = True
-
-        # (Flask-SocketIO's test client replaces _send_packet with its own; is_connected serves.)
-        server._send_packet = send_marking_ready
-
-        def is_ready(conn: Connection) -> bool:
-            if conn.extra.get('ready'):
-                return True
-            with ready_lock:
-                if conn.extra.get('ready'):
-                    return True
-            if server.manager.is_connected(conn.id, NAMESPACE):
-                conn.extra['ready'] = True
-                return True
-            return False
-
-        def keeps_up(conn: Connection) -> bool:
-            if 'eio_socket' not in conn.extra:
-                eio_sid = server.manager.eio_sid_from_sid(conn.id, NAMESPACE)
-                conn.extra['eio_socket'] = server.eio.sockets.get(eio_sid)
-            eio_socket = conn.extra['eio_socket']
-            # No engine.io socket: Flask-SocketIO's test client, which has no queue to bound.
-            if eio_socket is None:
-                return True
-            ws = _eio_websocket.hub_websocket(eio_socket)
-            if ws is not None:  # the connection layer bounds its backlog and drops by itself
-                return ws.open
-            # engine.io's own queue (long-polling, upgraded websockets) has no bound: a client
-            # that stopped reading would grow it until the ping time-out. Past max_queue it is
-            # dropped instead.
-            if eio_socket.queue.qsize() < max_queue:
-                return True
-            if not conn.extra.get('dropped'):
-                conn.extra['dropped'] = True
-                log.warning('Socket.IO client %s stopped reading (%d packets queued); dropped',
-                            conn.id, eio_socket.queue.qsize())
-                try:
-                    eio_socket.close(wait=False, abort=True)
-                except Exception:  # already closing
-                    pass
-            return False
-
-        def send(sid: str, event: str, data: Any) -> None:
-            conn = connections.get(sid)
-            if conn is not None and is_ready(conn) and keeps_up(conn):
-                # A delivery of its own (a filter changed the data, or it waited behind a slow
-                # filter): straight to the websocket, without python-socketio's emit machinery.
-                eio_socket = conn.extra['eio_socket']
-                if eio_socket is None or _eio_websocket.send_to_many(
-                        server, NAMESPACE, event, data, [(sid, eio_socket)]):
-                    server.emit(event, data, to=sid, namespace=NAMESPACE, ignore_queue=True)
-
-        def broadcast(event: str, data: Any, conns: Sequence[Connection]) -> None:
-            ready = [c for c in conns if is_ready(c) and keeps_up(c)]
-            if not ready:
-                return
-            # One websocket frame for every handed-over client; the others through engine.io.
-            sids = _eio_websocket.send_to_many(
-                server, NAMESPACE, event, data,
-                [(c.id, c.extra['eio_socket']) for c in ready if c.extra['eio_socket'] is not None])
-            sids += [c.id for c in ready if c.extra['eio_socket'] is None]
-            if sids:
-                server.emit(event, data, to=sids, namespace=NAMESPACE, ignore_queue=True)
-
-        def write(conn: Connection, items: List[Tuple[str, Any, Optional[Dict[str, Any]]]]
-                  ) -> None:
-            # What a filter worker delivers to one client at once: one write on its websocket.
-            if not (is_ready(conn) and keeps_up(conn)):
-                return
-            eio_socket = conn.extra['eio_socket']
-            ws = _eio_websocket.hub_websocket(eio_socket) if eio_socket is not None else None
-            if ws is None:
-                for name, data, _ in items:
-                    send(conn.id, name, data)
-                return
-            messages: List[Message] = []
-            for name, data, shared in items:
-                message = shared.get(PROVIDER) if shared is not None else None
-                if message is None:
-                    message = _eio_websocket.event_message(server, NAMESPACE, name, data)
-                    if message is None:  # binary parts: engine.io's own way, in order
-                        if messages:
-                            ws.send_messages(messages)
-                            messages = []
-                        send(conn.id, name, data)
-                        continue
-                    if shared is not None:
-                        shared[PROVIDER] = message
-                messages.append(message)
-            if messages:
-                ws.send_messages(messages)
-
-        state.dispatcher.add_transport(PROVIDER, broadcast, write)
+        delivery = _socketio_wire.Delivery(io, connections, max_queue)
+        state.dispatcher.add_transport(PROVIDER, delivery.broadcast, delivery.write)
 
         def on_connect(auth: Any = None) -> Any:
             sid = flask.request.sid
@@ -354,7 +192,7 @@ class SocketIOProvider:
                 or admission.over_connection_caps(state, flask.request.remote_addr)
             if too_many is not None:
                 raise ConnectionRefusedError(too_many.message, too_many.to_dict())
-            conn = Connection(sid, PROVIDER, feathers, functools.partial(send, sid))
+            conn = Connection(sid, PROVIDER, feathers, functools.partial(delivery.send, sid))
             # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
             conn.extra['environ'] = flask.request.environ
             conn.extra['address'] = flask.request.remote_addr
@@ -366,7 +204,7 @@ class SocketIOProvider:
                            label='io.use middleware')
                 # Authorization: Bearer <token> on the handshake signs the connection in
                 admission.authenticate_handshake(
-                    application, conn, lambda: _realtime.headers_of(conn.extra['environ']))
+                    application, conn, lambda: _calls.headers_of(conn.extra['environ']))
                 _store_on_session(feathers)  # before the app's own connect handlers read it
                 for handler in io._user_handlers['connect']:
                     result = handler(auth) if _accepts_argument(handler) else handler()
@@ -395,12 +233,12 @@ class SocketIOProvider:
         def on_any(event: Any, *args: Any) -> Any:
             conn = connections.get(flask.request.sid)
             if conn is None:
-                return tuple(_realtime.unknown_event_error(event))
-            if _realtime.is_call(event, args, application):
-                return tuple(_realtime.run_call(application, conn, event, args))
+                return tuple(_calls.unknown_event_error(event))
+            if _calls.is_call(event, args, application):
+                return tuple(_calls.run_call(application, conn, event, args))
             for handler in io._user_handlers['*']:
                 return handler(event, *args)
-            return tuple(_realtime.unknown_event_error(event))
+            return tuple(_calls.unknown_event_error(event))
 
         io.on('connect')(on_connect)
         io.on('disconnect')(on_disconnect)

@@ -18,14 +18,16 @@ Flask-SocketIO) and ``providers/primus.py``.
 from typing import Any, Dict, Optional, Tuple
 
 from .._waits import blocking
-from .handover import (Done, can_hand_over, done, handshake, server_socket, slim_environ,
-                       take_over, websocket_environ)
+from .handover import (Done, can_hand_over, done, handshake, server_socket, shutdown_socket,
+                       slim_environ, take_over, websocket_environ)
 from .hub import Hub, get_hub
-from .websocket import Message, WebSocket
+from .frames import Message
+from .websocket import WebSocket
 from .workers import PooledTask, Workers
 
 __all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'blocking',
-           'can_hand_over', 'done', 'get_hub', 'handshake', 'slim_environ', 'take_over', 'websocket_environ', 'accept']
+           'can_hand_over', 'done', 'get_hub', 'handshake', 'shutdown_socket', 'slim_environ',
+           'take_over', 'websocket_environ', 'accept']
 
 
 def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[int],

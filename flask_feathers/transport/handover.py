@@ -168,3 +168,12 @@ def done(mode: str, response_class: type = Response) -> Done:
             type('Done', (Done, response_class), {})
         _done_classes[response_class] = cls
     return cls(mode)
+
+
+def shutdown_socket(sock: Any) -> None:
+    """Shut a client's TCP socket down (both ways), ignoring one already gone: ends the request
+    loop of a server that still holds a websocket that engine.io served itself."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass

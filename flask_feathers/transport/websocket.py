@@ -32,48 +32,28 @@ from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple, Union
 
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message as WsMessage, Ping, TextMessage, BytesMessage
-from wsproto.frame_protocol import CloseReason, FrameProtocol
+from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .frames import Message, split_simple_frames
 from .hub import Hub, Timer
+from .lanes import SerialLane
 
 log = logging.getLogger(__name__)
 
 OPEN, CLOSING, CLOSED = 'open', 'closing', 'closed'
-#: Bytes of received messages waiting for application code past which reading pauses.
-PAUSE_AT = 1024 * 1024
 #: Seconds a closing connection waits for the client to answer its close frame.
 CLOSE_TIMEOUT = 1.0
 
 
-class Message:
-    """A message framed once for every connection without extensions (server frames are not
-    masked, so those connections all get the same bytes)."""
-
-    __slots__ = ('data', '_wire')
-
-    def __init__(self, data: Union[str, bytes]) -> None:
-        self.data = data
-        self._wire: Optional[bytes] = None
-
-    @property
-    def wire(self) -> bytes:
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = FrameProtocol(client=False, extensions=[]).send_data(
-                self.data, True)
-        return wire
-
-
-class WebSocket:
+class WebSocket(SerialLane):
     """A handed-over WebSocket (see the module doc). ``handler`` has ``on_message(ws, message)``
     (hub thread) and ``on_close(ws)`` (worker thread)."""
 
     __slots__ = ('sock', 'fd', 'proto', 'handler', 'hub', 'owner', 'max_message_size',
-                 'max_backlog', 'lock', 'state', 'backlog', 'watching', 'parts', 'size',
-                 'last_seen', 'lane', 'lane_busy', 'timer', 'close_timer',
-                 'compressed', 'ping_sent', 'released', 'dropped', 'paused', 'interest', 'inbound', 'peer_closed',
-                 'fast', '__weakref__')
+                 'max_backlog', 'lock', 'state', 'backlog', 'watching', 'parts', 'size', 'last_seen',
+                 'lane', 'lane_busy', 'timer', 'close_timer', 'compressed', 'ping_sent', 'released',
+                 'dropped', 'paused', 'interest', 'inbound', 'peer_closed', 'fast', '__weakref__')
 
     def __init__(self, sock: socket.socket, proto: Any, handler: Any, hub: Hub, *,
                  max_message_size: Optional[int], max_backlog: int, owner: Any = None) -> None:
@@ -406,146 +386,9 @@ class WebSocket:
         ping(self)
         self.timer = self.hub.call_later(interval, self._beat, interval, ping)
 
-    # -- the serial lane (any thread) ----------------------------------------------------------------
-    def deliver(self, fn: Callable[..., Any], message: Any) -> None:
-        """Hub thread: ``serial(fn, self, message)``, and stop reading this socket while more
-        than ``PAUSE_AT`` bytes of its messages wait: a client that sends faster than the
-        application handles it is slowed down by TCP, instead of growing memory."""
-        size = len(message)
-        with self.lock:
-            self.inbound += size
-            pause = self.inbound > PAUSE_AT and not self.paused
-            if pause:
-                self.paused = True
-        if pause:
-            self.hub.update(self)
-        self.serial(self._handled, fn, message, size)
-
-    def _handled(self, fn: Callable[..., Any], message: Any, size: int) -> None:
-        try:
-            fn(self, message)
-        finally:
-            with self.lock:
-                self.inbound -= size
-                resume = self.paused and self.inbound <= PAUSE_AT // 2
-                if resume:
-                    self.paused = False
-            if resume:
-                self.hub.call_soon(self.hub.update, self)
-
-    def serial(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on a pooled worker after everything this connection queued before."""
-        with self.lock:
-            lane = self.lane
-            if lane is None:
-                lane = self.lane = collections.deque()
-            lane.append((fn, args))
-            if self.lane_busy:
-                return
-            self.lane_busy = True
-        self.hub.workers.submit(self._run_lane)
-
-    def _run_lane(self) -> None:
-        while True:
-            with self.lock:
-                lane = self.lane
-                if not lane:
-                    self.lane = None
-                    self.lane_busy = False
-                    return
-                fn, args = lane.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception('%r raised on %r', fn, self)
-
 
 class _Gone:
     """The handler of a released connection: late messages go nowhere."""
 
     label = 'WebSocket'
-
-    @staticmethod
-    def on_message(ws: Any, message: Any) -> None:
-        pass
-
-    @staticmethod
-    def on_close(ws: Any) -> None:
-        pass
-
-
-def split_simple_frames(data: bytes) -> Tuple[List[Any], bytes]:
-    """The messages of the whole, masked, unfragmented text and binary frames (no extension
-    bits, at most 65,535 bytes) at the start of ``data``, as wsproto's events, and the bytes from
-    the first other frame on (a ping, a fragment, a longer or partial frame, text that is not
-    UTF-8: wsproto's to parse, or to refuse as it does). A client's close frame with a valid code
-    ends the list as wsproto's CloseConnection (nothing after it is read). wsproto's
-    generator-based parser was half of the server's GIL time in a reconnect storm, for frames of
-    a few bytes."""
-    events: List[Any] = []
-    at, end = 0, len(data)
-    while at + 2 <= end:
-        first, second = data[at], data[at + 1]
-        opcode = first & 0x0F
-        if first & 0xF0 != 0x80 or opcode not in (1, 2, 8) or not second & 0x80:
-            break  # not FIN, extension bits, a continuation, ping or pong frame, or unmasked
-        length = second & 0x7F
-        if opcode == 8 and length > 125:
-            break  # a control frame is at most 125 bytes: wsproto refuses it
-        head = at + 6
-        if length == 126:
-            if at + 4 > end:
-                break
-            length = (data[at + 2] << 8) | data[at + 3]
-            if length < 126:
-                break  # not the shortest encoding: wsproto's to judge
-            head = at + 8
-        elif length == 127:
-            break
-        if head + length > end:
-            break  # partial
-        mask = data[head - 4:head]
-        payload = data[head:head + length]
-        if length:
-            key = int.from_bytes((mask * (length // 4 + 1))[:length], 'little')
-            payload = (int.from_bytes(payload, 'little') ^ key).to_bytes(length, 'little')
-        if opcode == 8:
-            close = _close_event(payload)
-            if close is None:
-                break  # a close frame wsproto refuses: its answer
-            events.append(close)
-            return events, b''
-        if opcode == 1:
-            try:
-                events.append(TextMessage(data=payload.decode('utf-8')))
-            except UnicodeDecodeError:
-                break
-        else:
-            events.append(BytesMessage(data=payload))
-        at = head + length
-    return events, data[at:]
-
-
-def _close_event(payload: bytes) -> Optional[CloseConnection]:
-    """A client's close frame as wsproto reads it, or None for one it would refuse (a 1-byte
-    payload, a code a peer may not send, a reason that is not UTF-8)."""
-    if not payload:
-        return CloseConnection(code=CloseReason.NO_STATUS_RCVD, reason='')
-    if len(payload) < 2:
-        return None
-    code = (payload[0] << 8) | payload[1]
-    if 3000 <= code <= 4999:
-        known: Any = code
-    else:
-        try:
-            known = CloseReason(code)
-        except ValueError:
-            return None
-        if known in (CloseReason.NO_STATUS_RCVD, CloseReason.ABNORMAL_CLOSURE,
-                     CloseReason.TLS_HANDSHAKE_FAILED):
-            return None
-    try:
-        reason = payload[2:].decode('utf-8')
-    except UnicodeDecodeError:
-        return None
-    return CloseConnection(code=known, reason=reason)
+    on_message = on_close = staticmethod(lambda *args: None)

@@ -7,7 +7,6 @@ Modern dialect: event ``'create'``, arguments ``'todos', data, query``.
 from __future__ import annotations
 
 import logging
-import socket as _socket
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import errors
@@ -186,12 +185,3 @@ def run_call(application: Application, connection: Connection, event: str,
 def unknown_event_error(event: Any) -> List[Any]:
     """The ack for an event that is neither a service call nor handled by the app."""
     return [errors.NotFound(f'No handler for event {event!r}').to_dict()]
-
-
-def shutdown_socket(sock: Any) -> None:
-    """Shut a client's TCP socket down (both ways), ignoring one already gone: ends the request
-    loop of a server that still holds a websocket that engine.io served itself."""
-    try:
-        sock.shutdown(_socket.SHUT_RDWR)
-    except (OSError, AttributeError):
-        pass
