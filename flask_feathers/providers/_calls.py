@@ -27,7 +27,7 @@ ID_TYPES = (str, int, float)
 class Call(NamedTuple):
     path: str
     method: str
-    args: tuple
+    args: Tuple[Any, ...]
     query: Dict[str, Any]
 
 
@@ -133,7 +133,7 @@ def build_params(query: Dict[str, Any], connection: Connection) -> Dict[str, Any
     ``provider``; ``params['connection']`` is the :class:`Connection` (Feathers 5's
     ``params.connection``), e.g. to move it between channels on sign-in.
     """
-    params = {'query': query}
+    params: Dict[str, Any] = {'query': query}
     environ = connection.extra.get('environ')
     if environ is not None:
         params['headers'] = headers_of(environ)

@@ -39,7 +39,7 @@ from ..transport import Message, WebSocket
 log = logging.getLogger(__name__)
 
 
-class HubQueue(queue.Queue):
+class HubQueue(queue.Queue[Any]):
     """One client's engine.io packet queue; once :meth:`attach` gave it a handed-over websocket,
     packets are written to it at once and never queue (the websocket keeps the backlog)."""
 
@@ -96,6 +96,15 @@ class HubSocket(_socketio_compat.EngineIOSocket):  # type: ignore[misc]
     owner: Any
 
     _timer: Optional[transport.hub.Timer] = None
+    # engine.io's own fields, which this class reads and sets
+    last_ping: Optional[float]
+    connected: bool
+    upgraded: bool
+    closing: bool
+    closed: bool
+    queue: HubQueue
+    server: Any
+    sid: str
 
     def schedule_ping(self) -> None:
         # engine.io: the next PING goes out ping_interval after the client's PONG.
@@ -284,7 +293,7 @@ def _stock_websocket(base: type, compression: bool) -> type:
     from long-polling, TLS): bounded messages, no compression unless asked, and an undecodable
     frame ends the connection."""
 
-    class FeathersWebSocket(base):  # type: ignore[misc, valid-type]
+    class FeathersWebSocket(base):  # type: ignore[misc]
         def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
             kwargs.setdefault('max_message_size', server.max_http_buffer_size)
             self._eio_socket = getattr(handler, '__self__', None)

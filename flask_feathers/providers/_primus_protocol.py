@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "PROTOCOL_PREFIX", "PING_PREFIX", "PONG_PREFIX", "ID_PREFIX", "ID_REQUEST",
@@ -186,13 +186,13 @@ def _decode_string(text: str) -> Frame:
     return Data(text)
 
 
-def _decode_packet(packet: dict) -> Frame:
+def _decode_packet(packet: Dict[str, Any]) -> Frame:
     data = packet.get("data")
     if not isinstance(data, list):
         return Invalid("emitter packet data is not a list")
     if packet["type"] == ACK:
         ack_id = packet.get("id")
-        if not _valid_ack_id(ack_id):
+        if ack_id is None or not _valid_ack_id(ack_id):
             return Invalid(f"emitter ack with a bad id: {_short(ack_id)}")
         return Ack(ack_id, tuple(data))
     ack_id = packet.get("id")
@@ -305,7 +305,7 @@ def encode_event(name: str, args: Sequence[Any] = (), ack_id: Optional[int] = No
     """
     if not isinstance(name, str):
         raise TypeError(f"an event name must be a str, not {type(name).__name__}")
-    packet: dict = {"type": EVENT, "data": [name, *args]}
+    packet: Dict[str, Any] = {"type": EVENT, "data": [name, *args]}
     if ack_id is not None:
         if not _valid_ack_id(ack_id):
             raise ValueError(f"an ack id must be an int from 1 to {MAX_ACK_ID}, not {ack_id!r}")

@@ -53,7 +53,9 @@ class _QueryArgs(ImmutableMultiDict):  # type: ignore[type-arg]
     default without raising (and catching) a BadRequestKeyError first: that cost a reconnect
     storm about 7% of its time in an ``authorize`` hook reading ``req.args.get(...)``."""
 
-    def get(self, key: Any, default: Any = None, type: Any = None) -> Any:  # noqa: A002
+    # One signature for Werkzeug's overloads: same arguments, same answers.
+    def get(self, key: Any, default: Any = None,  # type: ignore[override]
+            type: Any = None) -> Any:  # noqa: A002
         if key not in self:
             return default
         return super().get(key, default, type)

@@ -20,6 +20,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from flask import Response, current_app, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..connections import Connection
 from ..events import EventEmitter
@@ -71,7 +72,7 @@ class PrimusServer(EventEmitter):
         self.authorizers: List[Callable[..., Any]] = []
         self.sparks: Dict[str, Spark] = {}
         self.workers = transport.get_hub().workers
-        self._client_cache: Optional[tuple] = None
+        self._client_cache: Optional[Tuple[bytes, str]] = None
 
     def authorize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add an authorization hook ``fn(req, done)``; usable as a decorator."""
@@ -107,7 +108,7 @@ class PrimusServer(EventEmitter):
         return self.sparks.get(id)
 
     # -- client library ---------------------------------------------------------------------------
-    def client_library(self) -> tuple:
+    def client_library(self) -> Tuple[bytes, str]:
         if self._client_cache is None:
             with open(_CLIENT_FILE, encoding='utf-8') as fh:
                 text = fh.read()
@@ -117,7 +118,7 @@ class PrimusServer(EventEmitter):
             self._client_cache = (body, hashlib.sha1(body).hexdigest())
         return self._client_cache
 
-    def serve_library(self) -> Response:
+    def serve_library(self) -> BaseResponse:
         body, etag = self.client_library()
         response = Response(body, mimetype='application/javascript')
         response.set_etag(etag)
@@ -125,7 +126,7 @@ class PrimusServer(EventEmitter):
         return response.make_conditional(request)
 
     # -- the WebSocket endpoint -------------------------------------------------------------------
-    def endpoint(self) -> Response:
+    def endpoint(self) -> BaseResponse:
         if request.headers.get('Upgrade', '').lower() != 'websocket':
             return Response(json.dumps({'error': 'This endpoint only speaks WebSocket (Primus)'}),
                             status=426, mimetype='application/json',
@@ -151,7 +152,7 @@ class PrimusServer(EventEmitter):
                             mimetype='application/json')
         return self._serve_socket(req)
 
-    def _serve_socket(self, req: PrimusRequest) -> Any:
+    def _serve_socket(self, req: PrimusRequest) -> BaseResponse:
         environ = request.environ
         if not transport.can_hand_over(environ):
             log.warning('Primus needs a plain TCP socket from Werkzeug or gunicorn (not TLS, '
@@ -230,7 +231,7 @@ def origin_allowed(origins: Any, environ: Dict[str, Any]) -> bool:
     only the server's own ``scheme://host`` (or the X-Forwarded-Proto/Host one behind a proxy).
     Browsers send Origin on every WebSocket and WebSockets are not subject to CORS, so without
     this check any web page could open a socket with the visitor's cookies."""
-    origin = environ.get('HTTP_ORIGIN')
+    origin: Optional[str] = environ.get('HTTP_ORIGIN')
     if origin is None or origins == '*':
         return True
     if callable(origins):
@@ -242,7 +243,7 @@ def origin_allowed(origins: Any, environ: Dict[str, Any]) -> bool:
     if isinstance(origins, str):
         return origin == origins
     if origins is not None:
-        return origin in origins
+        return bool(origin in origins)
     scheme, host = environ.get('wsgi.url_scheme', 'http'), environ.get('HTTP_HOST')
     allowed = {f'{scheme}://{host}'}
     if 'HTTP_X_FORWARDED_PROTO' in environ or 'HTTP_X_FORWARDED_HOST' in environ:
@@ -278,6 +279,7 @@ class PrimusProvider:
         state.providers[PROVIDER] = self
         state.on_broadcast(PROVIDER, server._local_broadcast)
         app = state.app
+        assert app is not None, 'a provider is attached to the state of one Flask app'
         # Werkzeug routes WebSocket upgrades only to rules marked websocket=True; the plain rule
         # answers 426 to ordinary GETs.
         app.add_url_rule(server.pathname, 'feathers_primus_ws', server.endpoint, methods=['GET'],

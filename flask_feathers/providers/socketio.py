@@ -52,7 +52,7 @@ class SocketContext:
         return f'<SocketContext {self.sid}>'
 
 
-class FeathersSocketIO(SocketIO):
+class FeathersSocketIO(SocketIO):  # type: ignore[misc]  # Flask-SocketIO ships no types
     """``flask_socketio.SocketIO`` with the seed's ``io.use(fn(socket, next))`` middleware.
 
     Your own ``@io.on('connect')`` / ``'disconnect'`` / ``'*'`` handlers on the default namespace
@@ -80,7 +80,8 @@ class FeathersSocketIO(SocketIO):
                 self._user_handlers[message].append(handler)
                 return handler
             return decorator
-        return super().on(message, namespace)
+        registers: Callable[..., Any] = super().on(message, namespace)
+        return registers
 
 
 def _route_for_handlers(app: flask.Flask, io: Any) -> None:
@@ -119,6 +120,19 @@ def _close_after_websocket(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
             raise
     app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
     return app
+
+
+def _sid() -> str:
+    """The Socket.IO session id of the client whose event runs (Flask-SocketIO sets it on the
+    request of every handler's context)."""
+    sid: str = flask.request.sid  # type: ignore[attr-defined]
+    return sid
+
+
+def _request_object() -> flask.Request:
+    """The handshake request itself, not the context-local proxy (it outlives the handler)."""
+    request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    return request
 
 
 def _store_on_session(feathers: Dict[str, Any]) -> None:
@@ -171,9 +185,11 @@ class SocketIOProvider:
         _share_message_queue(state, options)
         compression = bool(options.pop('websocket_compression', False))
         max_queue = int(options.pop('max_queue', DEFAULT_MAX_QUEUE))
-        io = FeathersSocketIO(state.app, **options)
-        _route_for_handlers(state.app, io)
-        state.app.wsgi_app = _close_after_websocket(state.app.wsgi_app)
+        app = state.app
+        assert app is not None, 'a provider is attached to the state of one Flask app'
+        io = FeathersSocketIO(app, **options)
+        _route_for_handlers(app, io)
+        app.wsgi_app = _close_after_websocket(app.wsgi_app)  # type: ignore[method-assign]
         _eio_websocket.tune(io, compression, max_queue, owner=state)
         _socketio_wire.guard_messages(io)
         state.io = io
@@ -185,9 +201,9 @@ class SocketIOProvider:
         state.dispatcher.add_transport(PROVIDER, delivery.broadcast, delivery.write)
 
         def on_connect(auth: Any = None) -> Any:
-            sid = flask.request.sid
+            sid = _sid()
             feathers: Dict[str, Any] = {'provider': PROVIDER}
-            socket = SocketContext(sid, auth, flask.request._get_current_object(), feathers)
+            socket = SocketContext(sid, auth, _request_object(), feathers)
             too_many = admission.over_connect_rate(state.connect_rate, flask.request.remote_addr) \
                 or admission.over_connection_caps(state, flask.request.remote_addr)
             if too_many is not None:
@@ -223,7 +239,7 @@ class SocketIOProvider:
             return True
 
         def on_disconnect(reason: Any = None) -> None:
-            connections.remove(flask.request.sid)
+            connections.remove(_sid())
             for handler in io._user_handlers['disconnect']:
                 try:
                     handler(reason) if _accepts_argument(handler) else handler()
@@ -231,7 +247,7 @@ class SocketIOProvider:
                     log.exception('disconnect handler %r raised', handler)
 
         def on_any(event: Any, *args: Any) -> Any:
-            conn = connections.get(flask.request.sid)
+            conn = connections.get(_sid())
             if conn is None:
                 return tuple(_calls.unknown_event_error(event))
             if _calls.is_call(event, args, application):

@@ -24,8 +24,8 @@ class Message:
     def wire(self) -> bytes:
         wire = self._wire
         if wire is None:
-            wire = self._wire = FrameProtocol(client=False, extensions=[]).send_data(
-                self.data, True)
+            wire = self._wire = bytes(FrameProtocol(client=False, extensions=[]).send_data(
+                self.data, True))
         return wire
 
 

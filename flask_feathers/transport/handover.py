@@ -155,7 +155,7 @@ class Done(Response):
         return []
 
 
-_done_classes: Dict[type, type] = {}
+_done_classes: Dict[type, 'type[Done]'] = {}
 
 
 def done(mode: str, response_class: type = Response) -> Done:

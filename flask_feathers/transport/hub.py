@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from .workers import Workers
 
@@ -63,6 +63,23 @@ def _noop(*args: Any) -> None:
     pass
 
 
+class Watched(Protocol):
+    """What the hub watches: a WebSocket, or a connection waiting for its request head."""
+
+    sock: Any
+    fd: int
+    #: reading stops while True
+    paused: bool
+    #: writing is watched while True
+    watching: bool
+    #: the selector events registered now (hub thread)
+    interest: int
+
+    def on_readable(self) -> None: ...
+
+    def on_writable(self) -> None: ...
+
+
 class Hub:
     """The I/O thread and its registry of connections (see the module doc)."""
 
@@ -79,7 +96,7 @@ class Hub:
         self._seq = itertools.count()
         self._woken = False
         #: fd -> connection, every socket the hub watches (hub thread only)
-        self._by_fd: Dict[int, Any] = {}
+        self._by_fd: Dict[int, Watched] = {}
         #: every open connection, for close_all (any thread; set operations are atomic)
         self.connections: 'set[Any]' = set()
         #: owners whose connections were closed (api.close()): one that finishes its handshake
@@ -130,14 +147,14 @@ class Hub:
             pass  # already full of wake-ups: the hub wakes anyway
 
     # -- hub thread ----------------------------------------------------------------------------
-    def add(self, conn: Any) -> None:
+    def add(self, conn: Watched) -> None:
         """Watch ``conn.sock`` for reading (hub thread: use ``call_soon(hub.add, conn)``)."""
         fd = conn.sock.fileno()
         self._by_fd[fd] = conn
         conn.interest = 0
         self.update(conn)
 
-    def update(self, conn: Any) -> None:
+    def update(self, conn: Watched) -> None:
         """Watch ``conn`` for what it wants now (hub thread): reading unless ``conn.paused``
         (its messages wait for application code), writing while ``conn.watching`` (a backlog)."""
         fd = conn.fd
@@ -158,7 +175,7 @@ class Hub:
             return
         conn.interest = events
 
-    def remove(self, conn: Any) -> None:
+    def remove(self, conn: Watched) -> None:
         """Stop watching ``conn`` (hub thread); the caller closes its socket afterwards."""
         fd = conn.fd
         if self._by_fd.get(fd) is conn:
@@ -230,12 +247,14 @@ class Hub:
         sockets to be released. Returns how many were still open after the wait."""
         if owner is not None:
             self.closed_owners.add(owner)
+        # ``grace`` counts from here: on a loaded machine writing thousands of close frames
+        # takes a while too, and SIGTERM's promise is an exit within two seconds.
+        deadline = time.monotonic() + grace
         conns = [c for c in list(self.connections) if owner is None or c.owner is owner]
         for conn in conns:
             conn.close(code)
         # Done when the socket is released (the client answered the close frame, or hung up);
         # the disconnect handlers may still be running on the workers then.
-        deadline = time.monotonic() + grace
         left = conns
         while left and time.monotonic() < deadline:
             left = [c for c in left if not c.released]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Tuple, cast
 
 from .hub import Hub
+
+if TYPE_CHECKING:
+    from .hub import Watched
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +19,10 @@ PAUSE_AT = 1024 * 1024
 
 
 class SerialLane:
-    """Mixed into :class:`~.websocket.WebSocket`, which holds the fields (in its slots) and
-    guards them with its ``lock``."""
+    """Mixed into :class:`~.websocket.WebSocket`, which sets these fields and guards them with
+    its ``lock``."""
 
-    __slots__ = ()
+    __slots__ = ('lane', 'lane_busy', 'inbound', 'paused')
     lock: threading.Lock
     hub: Hub
     lane: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]]
@@ -38,7 +41,7 @@ class SerialLane:
             if pause:
                 self.paused = True
         if pause:
-            self.hub.update(self)
+            self.hub.update(cast('Watched', self))
         self.serial(self._handled, fn, message, size)
 
     def _handled(self, fn: Callable[..., Any], message: Any, size: int) -> None:
@@ -51,7 +54,7 @@ class SerialLane:
                 if resume:
                     self.paused = False
             if resume:
-                self.hub.call_soon(self.hub.update, self)
+                self.hub.call_soon(self.hub.update, self)  # a WebSocket: Watched
 
     def serial(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a pooled worker after everything this connection queued before."""

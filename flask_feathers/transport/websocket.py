@@ -28,7 +28,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Sequence, Union
 
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message as WsMessage, Ping, TextMessage, BytesMessage
@@ -51,9 +51,9 @@ class WebSocket(SerialLane):
     (hub thread) and ``on_close(ws)`` (worker thread)."""
 
     __slots__ = ('sock', 'fd', 'proto', 'handler', 'hub', 'owner', 'max_message_size',
-                 'max_backlog', 'lock', 'state', 'backlog', 'watching', 'parts', 'size', 'last_seen',
-                 'lane', 'lane_busy', 'timer', 'close_timer', 'compressed', 'ping_sent', 'released',
-                 'dropped', 'paused', 'interest', 'inbound', 'peer_closed', 'fast', '__weakref__')
+                 'max_backlog', 'lock', 'state', 'backlog', 'watching', 'parts', 'size',
+                 'last_seen', 'timer', 'close_timer', 'compressed', 'ping_sent', 'released',
+                 'dropped', 'interest', 'peer_closed', 'fast', '__weakref__')
 
     def __init__(self, sock: socket.socket, proto: Any, handler: Any, hub: Hub, *,
                  max_message_size: Optional[int], max_backlog: int, owner: Any = None) -> None:
@@ -72,7 +72,7 @@ class WebSocket(SerialLane):
         self.parts: List[Any] = []
         self.size = 0
         self.last_seen = time.monotonic()
-        self.lane: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]] = None
+        self.lane = None
         self.lane_busy = False
         self.timer: Optional[Timer] = None
         self.close_timer: Optional[Timer] = None

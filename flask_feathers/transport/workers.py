@@ -186,7 +186,7 @@ class Workers:
         task, worker.task = worker.task, None
         while True:
             self._execute(task)  # type: ignore[arg-type]
-            task = None  # type: ignore[assignment]  # no reference to its frames while idle
+            task = None  # no reference to its frames while idle
             with self._lock:
                 if self._queue:
                     task = self._queue.popleft()[1]
@@ -203,7 +203,7 @@ class Workers:
                         self._count -= 1
                         return
                 worker.wake.acquire()
-            task, worker.task = worker.task, None  # type: ignore[assignment]
+            task, worker.task = worker.task, None
 
 
 def _batch_policy() -> None:
