@@ -1,26 +1,39 @@
-"""Where service events go after a service emitted them.
+"""Where the router's messages go: to this process only, or to every process.
 
-The contract: a fan-out receives every service event of this process through :meth:`publish` and
-makes sure that every process serving clients (this one included) hands it exactly once to its own
-:class:`~flask_feathers.dispatch.Dispatcher`. :class:`LocalFanout` is the single-process case; a
-pub/sub backend for several processes implements the same two methods.
+The contract (:class:`Fanout`): a fan-out receives every message of this process through
+:meth:`~Fanout.send` and makes sure that every process serving clients (this one included)
+hands it exactly once to its own router's ``receive``. :class:`LocalFanout` is the single-process
+case; :class:`flask_feathers.backends.pubsub.PubSubFanout` shares messages over a pub/sub
+:class:`~flask_feathers.backends.Backend` (Redis: :mod:`flask_feathers.fanout_redis`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable, Protocol
 
-#: ``deliver(path, event, data)``: hand an event to this process's dispatcher.
-Deliver = Callable[[str, str, Any], None]
+from .router import Message
+
+#: ``receive(message)``: hand a message to this process's router.
+Receive = Callable[[Message], None]
+
+
+class Fanout(Protocol):
+    """What the router sends its messages through."""
+
+    def send(self, message: Message) -> None:
+        """Hand ``message`` to every process's router once (never raises for a lost backend)."""
+
+    def close(self) -> None:
+        """Stop background work; later messages reach this process only (idempotent)."""
 
 
 class LocalFanout:
-    """Single process: every event is delivered right away to the local dispatcher."""
+    """Single process: every message is received right away, in the sending thread."""
 
-    def __init__(self, deliver: Deliver) -> None:
-        self.deliver = deliver
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
 
-    def publish(self, path: str, event: str, data: Any) -> None:
-        self.deliver(path, event, data)
+    def send(self, message: Message) -> None:
+        self.receive(message)
 
     def close(self) -> None:
         pass

@@ -127,3 +127,31 @@ def test_a_collected_app_releases_its_state():
     del app2
     gc.collect()
     assert api.state is app1.extensions['feathers']  # only one app left: no ambiguity
+
+
+def test_every_set_up_call_reaches_every_app_once_in_order(todos):
+    # Before init_app, after the first app, and on an app made later: services, app hooks,
+    # service hooks, app publishers and connection listeners, each once per app.
+    from _scaleout_harness import wait_for
+    from flask_feathers.connections import Connection
+    api = Feathers()
+    calls = []
+    api.use('todos', todos)
+    api.hooks(before={'create': lambda ctx: calls.append(('app hook', ctx.path))})
+    api.service('todos').hooks(before={'create': lambda ctx: calls.append(('svc hook', 1))})
+    first = create_app(api, 'first')
+    api.service('todos').hooks(before={'create': lambda ctx: calls.append(('svc hook', 2))})
+    api.publish('created', lambda data, context: calls.append(('publisher', data['a'])))
+    api.on('connection', lambda conn: calls.append(('connected', conn.id)))
+    second = create_app(api, 'second')
+    for app in (first, second):
+        calls.clear()
+        state = app.extensions['feathers']
+        with app.app_context():
+            api.service('todos').create({'a': 1})
+        state.connections.add(Connection(f'c-{app.name}', 'test', {}, lambda e, d: None))
+        wait_for(lambda: ('publisher', 1) in calls, 5, 'the app publisher')
+        assert [c for c in calls if c[0] != 'publisher'] == [
+            ('app hook', 'todos'), ('svc hook', 1), ('svc hook', 2),
+            ('connected', f'c-{app.name}')], app.name
+        assert calls.count(('publisher', 1)) == 1

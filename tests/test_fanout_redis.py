@@ -1,6 +1,7 @@
 """RedisFanout against a real Redis: wire format, exactly-once in-order delivery, writer-only
 mode, malformed and non-JSON events, an outage of a Redis started for the test, and the wiring
-through ``Feathers(app, message_queue=...)``."""
+through ``Feathers(app, message_queue=...)``. The fan-out carries the router's messages; these
+tests send service events (``event(...)``) unless they say otherwise."""
 from __future__ import annotations
 
 import json
@@ -19,21 +20,30 @@ from flask_feathers import Feathers
 from flask_feathers.connections import Connection
 from flask_feathers.fanout import LocalFanout
 from flask_feathers.fanout_redis import DEFAULT_CHANNEL, RedisFanout, redact
+from flask_feathers.router import Message, MessageKind
 
 SHARED_REDIS = 'redis://127.0.0.1:6379/0'
 LOGGER = 'flask_feathers.fanout_redis'
 
 
+def event(path: str, name: str, data: Any) -> Message:
+    return Message.service_event(path, name, data)
+
+
 class Sink:
-    """A ``deliver`` function that records what it gets."""
+    """A ``receive`` function that records the service events it gets as (path, event, data)
+    and the other messages whole."""
 
     def __init__(self) -> None:
-        self.got: List[tuple] = []
+        self.got: List[Any] = []
         self.cond = threading.Condition()
 
-    def __call__(self, path: str, event: str, data: Any) -> None:
+    def __call__(self, message: Message) -> None:
         with self.cond:
-            self.got.append((path, event, data))
+            if message.kind is MessageKind.SERVICE_EVENT:
+                self.got.append((message.target, message.event, message.data))
+            else:
+                self.got.append(message)
             self.cond.notify_all()
 
     def wait_len(self, n: int, timeout: float = 10.0) -> List[tuple]:
@@ -95,14 +105,14 @@ def test_every_event_reaches_every_subscriber_once_in_order(fanout):
     a, b = fanout(a_sink), fanout(b_sink)
     assert a.wait_subscribed(5) and b.wait_subscribed(5)
     for n in range(200):
-        (a if n % 3 else b).publish('todos', 'created', {'n': n})
+        (a if n % 3 else b).send(event('todos', 'created', {'n': n}))
     expected = [('todos', 'created', {'n': n}) for n in range(200)]
     # Both producers' events in one order, the same in both processes; own events included.
     assert a_sink.wait_len(200) == b_sink.wait_len(200)
     assert sorted(a_sink.got, key=lambda e: e[2]['n']) == expected
     assert [e for e in a_sink.got if e[2]['n'] % 3] == [e for e in expected if e[2]['n'] % 3]
     # Nothing more arrives: a marker published last is the next and final delivery.
-    a.publish('todos', 'created', {'n': 'end'})
+    a.send(event('todos', 'created', {'n': 'end'}))
     assert a_sink.wait_len(201)[200:] == [('todos', 'created', {'n': 'end'})]
     assert len(b_sink.wait_len(201)) == 201
 
@@ -110,11 +120,25 @@ def test_every_event_reaches_every_subscriber_once_in_order(fanout):
 def test_wire_format_is_event_path_data_json(fanout, raw, channel):
     f = fanout(Sink())
     assert f.wait_subscribed(5)
-    f.publish('todos', 'patched', {'id': 1, 'text': 'é'})
+    f.send(event('todos', 'patched', {'id': 1, 'text': 'é'}))
     [message] = raw_messages(raw, 1)
     assert {k: message[k] for k in ('event', 'path', 'data')} == \
         {'event': 'patched', 'path': 'todos', 'data': {'id': 1, 'text': 'é'}}
     assert message['origin'] == f.origin and message['seq'] == 1
+
+
+def test_a_broadcast_travels_with_its_kind_and_comes_back_as_one(fanout, raw):
+    sink = Sink()
+    f = fanout(sink)
+    assert f.wait_subscribed(5)
+    f.send(Message.broadcast('primus', 'send', {'event': 'news', 'args': [1]}))
+    [message] = raw_messages(raw, 1)
+    assert {k: message[k] for k in ('kind', 'provider', 'event', 'data')} == \
+        {'kind': 'broadcast', 'provider': 'primus', 'event': 'send',
+         'data': {'event': 'news', 'args': [1]}}
+    assert 'path' not in message
+    assert sink.wait_len(1) == [Message.broadcast('primus', 'send', {'event': 'news',
+                                                                     'args': [1]})]
 
 
 def test_foreign_messages_are_delivered_and_malformed_ones_skipped(fanout, channel, caplog):
@@ -126,13 +150,16 @@ def test_foreign_messages_are_delivered_and_malformed_ones_skipped(fanout, chann
         with caplog.at_level(logging.WARNING, LOGGER):
             client.publish(channel, 'not json')
             client.publish(channel, json.dumps({'event': 'created'}))
+            client.publish(channel, json.dumps({'kind': 'other', 'event': 'created',
+                                                'path': 'todos', 'data': {}}))
+            client.publish(channel, json.dumps(['a', 'list']))
             client.publish(channel, json.dumps({'event': 'created', 'path': 'todos',
                                                 'data': {'from': 'a worker in Node'}}))
             assert sink.wait_len(1) == [('todos', 'created', {'from': 'a worker in Node'})]
     finally:
         client.close()
     malformed = [r for r in caplog.records if 'malformed' in r.getMessage()]
-    assert len(malformed) == 2
+    assert len(malformed) == 4
 
 
 def test_non_json_event_is_delivered_locally_only(fanout, raw, caplog):
@@ -140,10 +167,10 @@ def test_non_json_event_is_delivered_locally_only(fanout, raw, caplog):
     f = fanout(sink)
     assert f.wait_subscribed(5)
     with caplog.at_level(logging.ERROR, LOGGER):
-        f.publish('todos', 'created', {'tags': {'a', 'set'}})
+        f.send(event('todos', 'created', {'tags': {'a', 'set'}}))
     assert sink.got == [('todos', 'created', {'tags': {'a', 'set'}})]
     assert any('not JSON serialisable' in r.getMessage() for r in caplog.records)
-    f.publish('todos', 'created', {'n': 'after'})
+    f.send(event('todos', 'created', {'n': 'after'}))
     # The channel carried only the second event.
     assert [m['data'] for m in raw_messages(raw, 1)] == [{'n': 'after'}]
     assert raw.get_message(timeout=0.2) is None
@@ -158,7 +185,7 @@ def test_write_only_publishes_without_subscriber_or_local_delivery(fanout, chann
     writer = fanout(writer_sink, write_only=True)
     assert thread_names().count(f'feathers-redis-{channel}') == before == 1
     for n in range(20):
-        writer.publish('todos', 'created', {'n': n})
+        writer.send(event('todos', 'created', {'n': n}))
     assert [e[2]['n'] for e in reader_sink.wait_len(20)] == list(range(20))
     assert writer_sink.got == []
     with pytest.raises(RuntimeError, match='write-only'):
@@ -172,7 +199,7 @@ def test_close_stops_the_subscriber_and_later_events_stay_local(fanout, channel)
     f.close()
     assert f'feathers-redis-{channel}' not in thread_names()
     assert not f.subscribed
-    f.publish('todos', 'created', {'n': 1})
+    f.send(event('todos', 'created', {'n': 1}))
     assert sink.got == [('todos', 'created', {'n': 1})]
     f.close()  # idempotent
 
@@ -185,17 +212,17 @@ def test_outage_local_delivery_logged_once_and_recovery(fanout, caplog):
         b = fanout(theirs, url=server.url, max_backoff=0.5)
         assert a.wait_subscribed(5) and b.wait_subscribed(5)
         with caplog.at_level(logging.INFO, LOGGER):
-            a.publish('todos', 'created', {'n': 'before'})
+            a.send(event('todos', 'created', {'n': 'before'}))
             assert len(theirs.wait_len(1)) == 1
             server.stop()
             for n in range(30):
-                a.publish('todos', 'created', {'n': n})  # never raises
+                a.send(event('todos', 'created', {'n': n}))  # never raises
             # Local clients keep getting local events, directly.
             assert [e[2]['n'] for e in mine.wait_len(31)] == ['before'] + list(range(30))
             wait_for(lambda: not a.subscribed, 10, 'the subscriber to notice the outage')
             server.start()
             wait_for(lambda: a.subscribed and b.subscribed, 15, 'both subscribers to reconnect')
-            a.publish('todos', 'created', {'n': 'after'})
+            a.send(event('todos', 'created', {'n': 'after'}))
             got = theirs.wait_len(2)
             assert [e[2]['n'] for e in mine.wait_len(32)] == ['before'] + list(range(30)) + \
                 ['after']
@@ -218,11 +245,11 @@ def test_own_event_published_while_resubscribing_is_not_delivered_twice(fanout, 
     f = fanout(sink)
     assert f.wait_subscribed(5)
     f._subscribed.clear()  # as between a reconnect and the SUBSCRIBE confirmation
-    f.publish('todos', 'created', {'n': 'direct'})
+    f.send(event('todos', 'created', {'n': 'direct'}))
     assert sink.got == [('todos', 'created', {'n': 'direct'})]
     assert [m['data'] for m in raw_messages(raw, 1)] == [{'n': 'direct'}]
     f._subscribed.set()
-    f.publish('todos', 'created', {'n': 'through redis'})
+    f.send(event('todos', 'created', {'n': 'through redis'}))
     got = sink.wait_len(2)
     assert got == [('todos', 'created', {'n': 'direct'}),
                    ('todos', 'created', {'n': 'through redis'})]
