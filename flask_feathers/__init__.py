@@ -7,7 +7,7 @@ from . import errors
 from .extension import Feathers
 from .memory import MemoryService
 from .providers.rest import rest
-from .registry import WrappedService
+from .wrapped import WrappedService
 
 __version__ = '0.1.0'
 

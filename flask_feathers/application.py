@@ -31,7 +31,7 @@ def strip_path(path: str) -> str:
 
 
 class Application:
-    """Services of one Flask app (or of no app yet), with setup and event publishing.
+    """Services of one Flask app (or of no app yet), with setup and event sinks.
 
     :param callback_timeout: seconds a callback-style method may take.
     :param debug: when True, internal error messages reach clients.

@@ -1,18 +1,16 @@
-"""The Flask extension: ``Feathers(app=None)`` / ``init_app``.
+"""The Flask extension: ``Feathers(app=None)`` / ``init_app``; nothing stores ``self.app``.
 
-Per-app state lives in ``app.extensions["feathers"]`` (a :class:`~flask_feathers.state.FeathersState`);
-nothing stores ``self.app``. What the extension is told to set up (services, app publishers, app
-and service hooks, connection listeners, providers) is kept in one list of deferred set-up
-calls, as Flask's ``Blueprint.record`` does, and replayed on every app it is initialised on.
-The ``FEATHERS_*`` keys live in :mod:`flask_feathers.config`; they are importable from here too.
+Per-app state is a :class:`~flask_feathers.state.FeathersState` in ``app.extensions["feathers"]``.
+What the extension is told to set up is kept in one list of deferred set-up calls (as Flask's
+``Blueprint.record``), replayed on every app. The ``FEATHERS_*`` keys live in :mod:`.config`.
 """
 from __future__ import annotations
 
 import inspect
 import logging
 import weakref
-from typing import (Any, Callable, Dict, List, Literal, Mapping, NamedTuple, Optional, Protocol,
-                    Sequence, Set, overload)
+from typing import (Any, Callable, Dict, List, Literal, Mapping, NamedTuple, Optional, Sequence,
+                    Set, overload)
 
 from flask import Flask, current_app, has_app_context
 
@@ -23,17 +21,10 @@ from .config import (DEFAULT_REQUEST_TIMEOUT, DEFAULTS, FEATHERS_CALLBACK_TIMEOU
                      FEATHERS_MESSAGE_QUEUE, FEATHERS_MESSAGE_QUEUE_CHANNEL,
                      FEATHERS_MESSAGE_QUEUE_WRITE_ONLY, FEATHERS_REQUEST_TIMEOUT)
 from .connections import Connection
-from .state import FeathersState as FeathersState, state_of as state_of  # their old import path
+from .state import FeathersState as FeathersState, Provider, state_of as state_of  # old path
 from .wrapped import WrappedService
 
 log = logging.getLogger(__name__)
-
-
-class Provider(Protocol):
-    """What ``api.add_provider`` takes: ``attach(api, state)`` runs once for every app."""
-
-    def attach(self, api: 'Feathers', state: FeathersState) -> None:
-        """Set the provider up on one app (routes, servers, transports)."""
 
 
 #: App events besides 'connection' / 'disconnect' (the authentication service emits them).
@@ -74,7 +65,7 @@ class Feathers:
 
     :param message_queue: a Redis URL shared by several processes; overrides
         ``FEATHERS_MESSAGE_QUEUE``.
-    :param write_only: only publish events (workers, cron jobs); overrides
+    :param write_only: only send events (workers, cron jobs); overrides
         ``FEATHERS_MESSAGE_QUEUE_WRITE_ONLY``.
     :param channel: the pub/sub channel; overrides ``FEATHERS_MESSAGE_QUEUE_CHANNEL``.
     """
@@ -188,7 +179,8 @@ class Feathers:
         return Application().use(path, service, methods, events)
 
     def service(self, path: str) -> WrappedService:
-        """The wrapped service at ``path`` for the current app (or the only one, outside a context)."""
+        """The wrapped service at ``path`` for the current app (or the only one, outside a
+        context)."""
         return self._application().service(path)
 
     @property

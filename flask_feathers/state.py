@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, Mapping, Optional, cast
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Mapping, Optional, Protocol, cast
 
 from flask import Flask, has_app_context
 
@@ -27,6 +27,13 @@ from .router import BroadcastHandler, Router
 
 if TYPE_CHECKING:
     from .extension import Feathers
+
+
+class Provider(Protocol):
+    """What ``api.add_provider`` takes: ``attach(api, state)`` runs once for every app."""
+
+    def attach(self, api: 'Feathers', state: 'FeathersState') -> None:
+        """Set the provider up on one app (routes, servers, transports)."""
 
 
 class FeathersState:

@@ -204,7 +204,8 @@ class WrappedService(ServiceEvents):
     def find(self, params: Optional[Params] = None, callback: Optional[Callback] = None) -> Any:
         return self._run('find', (), params, callback)
 
-    def get(self, id: Any, params: Optional[Params] = None, callback: Optional[Callback] = None) -> Any:
+    def get(self, id: Any, params: Optional[Params] = None,
+            callback: Optional[Callback] = None) -> Any:
         return self._run('get', (id,), params, callback)
 
     def create(self, data: Any, params: Optional[Params] = None,

@@ -50,7 +50,7 @@ SEND_RETRY_INTERVAL = 0.25
 MAX_SKIPPED = 10_000
 
 
-# -- the wire format --------------------------------------------------------------------------------
+# -- the wire format ------------------------------------------------------------------------------
 def encode(message: Message, origin: str, seq: int) -> str:
     """The JSON payload of ``message``.
 
