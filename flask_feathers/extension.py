@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 import logging
 import weakref
-from typing import (Any, Callable, Dict, List, Literal, Mapping, NamedTuple, Optional, Sequence,
-                    Set, overload)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, NamedTuple,
+                    Optional, Sequence, Set, overload)
 
 from flask import Flask, current_app, has_app_context
 
@@ -23,6 +23,10 @@ from .config import (DEFAULT_REQUEST_TIMEOUT, DEFAULTS, FEATHERS_CALLBACK_TIMEOU
 from .connections import Connection
 from .state import FeathersState as FeathersState, Provider, state_of as state_of  # old path
 from .wrapped import WrappedService
+
+if TYPE_CHECKING:
+    from .providers.primus import PrimusServer
+    from .providers.socketio import FeathersSocketIO
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +273,7 @@ class Feathers:
 
     # -- providers' objects ---------------------------------------------------------------------
     @property
-    def io(self) -> Any:
+    def io(self) -> 'FeathersSocketIO':
         """The Flask-SocketIO server of the current app."""
         io = self.state.io
         if io is None:
@@ -278,7 +282,7 @@ class Feathers:
         return io
 
     @property
-    def primus(self) -> Any:
+    def primus(self) -> 'PrimusServer':
         """The Primus server of the current app."""
         primus = self.state.primus
         if primus is None:

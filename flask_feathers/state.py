@@ -26,6 +26,8 @@ from .fanout import Fanout, LocalFanout, Receive
 from .router import BroadcastHandler, Router
 
 if TYPE_CHECKING:
+    from .providers.primus import PrimusServer
+    from .providers.socketio import FeathersSocketIO
     from .extension import Feathers
 
 
@@ -79,9 +81,9 @@ class FeathersState:
                              context=self._dispatch_context)
         application.add_event_sink(self.router.send_event)
         #: the SocketIO server, once the socketio provider is configured
-        self.io: Any = None
+        self.io: Optional[FeathersSocketIO] = None
         #: the Primus server, once the primus provider is configured
-        self.primus: Any = None
+        self.primus: Optional[PrimusServer] = None
         self.providers: Dict[str, Any] = {}
         rate = config.get(FEATHERS_CONNECT_RATE)
         #: admissions per client address over both socket transports, or None
