@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _query as q
+from ._pagination import Paginate, normalize_multi, normalize_paginate, paginate_for_call
 from .errors import BadRequest
 
 #: The options ``params['adapter']`` may override.
@@ -34,10 +35,10 @@ _BUILT_IN = frozenset(q.COMPARISONS) | frozenset(q.PATTERNS) | frozenset(q.LOGIC
 class CallOptions:
     """The adapter options in force for one call."""
 
-    paginate: Optional[Dict[str, Optional[int]]]
+    paginate: Optional[Paginate]
     multi: FrozenSet[str]
     operators: Mapping[str, Callable[..., Any]]
-    filters: Mapping[str, Any]
+    filters: Mapping[str, q.FilterConverter]
 
 
 def normalize_operators(operators: Optional[Mapping[str, Callable[..., Any]]]) -> Dict[str, Callable[..., Any]]:
@@ -60,7 +61,7 @@ def normalize_operators(operators: Optional[Mapping[str, Callable[..., Any]]]) -
     return dict(operators)
 
 
-def normalize_filters(filters: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def normalize_filters(filters: Optional[Mapping[str, Any]]) -> Dict[str, q.FilterConverter]:
     """Check the ``filters`` option: ``{'$name': True or converter}``."""
     if not filters:
         return {}
@@ -79,16 +80,16 @@ def normalize_filters(filters: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
 class AdapterOptions:
     """The options part of a ready-made service (a base class; it keeps no records)."""
 
-    paginate: Optional[Dict[str, Optional[int]]]
+    paginate: Optional[Paginate]
     multi: FrozenSet[str]
     operators: Dict[str, Callable[..., Any]]
-    filters: Dict[str, Any]
+    filters: Dict[str, q.FilterConverter]
 
     def _init_options(self, paginate: Optional[Mapping[str, Any]], multi: Union[bool, Iterable[str]],
                       operators: Optional[Mapping[str, Callable[..., Any]]],
                       filters: Optional[Mapping[str, Any]]) -> None:
-        self.paginate = q.normalize_paginate(paginate)
-        self.multi = q.normalize_multi(multi)
+        self.paginate = normalize_paginate(paginate)
+        self.multi = normalize_multi(multi)
         self.operators = normalize_operators(operators)
         self.filters = normalize_filters(filters)
 
@@ -103,13 +104,13 @@ class AdapterOptions:
         if not isinstance(adapter, Mapping) or set(adapter) - set(ADAPTER_OPTIONS):
             raise ValueError(f"params['adapter'] takes a dict of {', '.join(ADAPTER_OPTIONS)}; "
                              f'got {adapter!r}')
-        paginate = q.paginate_for_call(self.paginate, params)
+        paginate = paginate_for_call(self.paginate, params)
         if adapter.get('paginate') is not None:
-            paginate = q.paginate_for_call(self.paginate, {'paginate': adapter['paginate']})
+            paginate = paginate_for_call(self.paginate, {'paginate': adapter['paginate']})
         multi, operators, filters = self.multi, self.operators, self.filters
         try:
             if adapter.get('multi') is not None:
-                multi = q.normalize_multi(adapter['multi'])
+                multi = normalize_multi(adapter['multi'])
             if adapter.get('operators') is not None:
                 operators = normalize_operators(adapter['operators'])
             if adapter.get('filters') is not None:
@@ -123,6 +124,13 @@ class AdapterOptions:
         """``params['query']`` parsed with the call's extra operators and filters."""
         options = options or self.options_for(params)
         return q.parse_query(q.get_query(params), options.operators, options.filters)
+
+
+def check_data(data: Any) -> Dict[str, Any]:
+    """``data`` must be an object (a copy of it, as a dict)."""
+    if not isinstance(data, Mapping):
+        raise BadRequest(f'Data must be an object, got {type(data).__name__}')
+    return dict(data)
 
 
 # -- LIKE patterns --------------------------------------------------------------------------------

@@ -4,24 +4,18 @@
 *where* tree of conditions. Both arrive either as JSON values (socket calls) or as strings from a
 ``qs``-parsed query string (REST): ``?age[$gt]=3&$sort[age]=-1`` gives
 ``{'age': {'$gt': '3'}, '$sort': {'age': '-1'}}``. This module only checks the *shape*; turning a
-string into the type a backend compares with is the backend's business (:func:`coerce_like` for
-:class:`~flask_feathers.memory.MemoryService`, column types for the SQL service).
+string into the type a backend compares with is the backend's business (see
+:mod:`flask_feathers._coercion`); how many records a call returns is :mod:`flask_feathers._pagination`'s.
 
 Nothing here touches a store; every malformed piece raises :class:`~flask_feathers.errors.BadRequest`.
 """
 from __future__ import annotations
 
-import datetime
-import decimal
-import logging
-import re
-import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Literal, Mapping, Optional, Tuple, Union
 
-from .errors import BadRequest, MethodNotAllowed
-
-log = logging.getLogger(__name__)
+from ._coercion import parse_int
+from .errors import BadRequest
 
 #: Keys of ``params['query']`` that shape the result instead of selecting records.
 FILTERS = ('$limit', '$skip', '$sort', '$select')
@@ -35,10 +29,9 @@ LOGICAL = ('$or', '$and')
 EQ = '$eq'
 #: ``$sort`` directions as they arrive from JSON and from a query string.
 SORT_DIRECTIONS = {1: 1, -1: -1, '1': 1, '-1': -1, 'asc': 1, 'desc': -1, 'ASC': 1, 'DESC': -1}
-#: Service methods that ``multi`` may name.
-MULTI_METHODS = ('create', 'patch', 'remove')
 
-_INT_RE = re.compile(r'^[+-]?\d+$')
+#: An extra top-level filter's handling: True keeps the value, a function converts it.
+FilterConverter = Union[Literal[True], Callable[[Any], Any]]
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,7 @@ def get_query(params: Optional[Mapping[str, Any]]) -> Mapping[str, Any]:
 
 
 def parse_query(query: Optional[Mapping[str, Any]], operators: Iterable[str] = (),
-                extra_filters: Optional[Mapping[str, Any]] = None) -> ParsedQuery:
+                extra_filters: Optional[Mapping[str, FilterConverter]] = None) -> ParsedQuery:
     """Split ``query`` into filters and a where tree, checking every operator.
 
     :param operators: operator names allowed besides :data:`COMPARISONS` and :data:`PATTERNS`.
@@ -119,7 +112,7 @@ def parse_query(query: Optional[Mapping[str, Any]], operators: Iterable[str] = (
     return ParsedQuery(filters, where, extra)
 
 
-def _convert_filter(name: str, convert: Any, value: Any) -> Any:
+def _convert_filter(name: str, convert: FilterConverter, value: Any) -> Any:
     if convert is True:
         return value
     try:
@@ -148,8 +141,9 @@ def _non_negative_int(query: Mapping[str, Any], key: str) -> Optional[int]:
         return None
     if isinstance(value, bool):
         raise BadRequest(f'{key} must be a non-negative integer, got {value!r}')
-    if isinstance(value, str) and _INT_RE.match(value.strip()):
-        value = int(value)
+    if isinstance(value, str):
+        number = parse_int(value)
+        value = value if number is None else number
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or value < 0:
@@ -224,214 +218,11 @@ def _ends_in_escape(pattern: str) -> bool:
     return (len(pattern) - len(pattern.rstrip('\\'))) % 2 == 1
 
 
-# -- pagination -----------------------------------------------------------------------------------
+# -- $select -------------------------------------------------------------------------------------
 
-def normalize_paginate(paginate: Any) -> Optional[Dict[str, Optional[int]]]:
-    """Check a service's ``paginate`` option: None/False (off) or ``{'default': n, 'max': m}``.
-
-    :raises ValueError: on anything else (library misuse, not a wire error).
-    """
-    if paginate is None or paginate is False:
-        return None
-    if not isinstance(paginate, Mapping) or set(paginate) - {'default', 'max'}:
-        raise ValueError("paginate must be None or a dict like {'default': 10, 'max': 50}, "
-                         f'got {paginate!r}')
-    out: Dict[str, Optional[int]] = {'default': paginate.get('default'), 'max': paginate.get('max')}
-    for key, number in out.items():
-        if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 0):
-            raise ValueError(f'paginate[{key!r}] must be a non-negative int or None, got {number!r}')
-    return out
-
-
-def paginate_for_call(service_paginate: Optional[Dict[str, Optional[int]]],
-                      params: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Optional[int]]]:
-    """The pagination in force for one call: ``params['paginate']`` (False turns it off, a dict
-    replaces it) wins over the service's option."""
-    if params and 'paginate' in params:
-        override = params['paginate']
-        if override is False:
-            return None
-        if override is None:
-            return service_paginate
-        try:
-            return normalize_paginate(override)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-    return service_paginate
-
-
-def effective_limit(filters: Filters, paginate: Optional[Dict[str, Optional[int]]]) -> Optional[int]:
-    """``$limit``, or the default when paginating, clamped to ``paginate['max']``."""
-    limit = filters.limit
-    if paginate is None:
-        return limit
-    if limit is None:
-        limit = paginate.get('default')
-    maximum = paginate.get('max')
-    if maximum is not None and (limit is None or limit > maximum):
-        limit = maximum
-    return limit
-
-
-def page(total: int, limit: Optional[int], skip: int, data: List[Any]) -> Dict[str, Any]:
-    """The paginated find result."""
-    return {'total': total, 'limit': limit, 'skip': skip, 'data': data}
-
-
-# -- shared service helpers -----------------------------------------------------------------------
-
-def normalize_multi(multi: Union[bool, Iterable[str]]) -> frozenset:
-    """``multi`` as the set of methods allowed to touch several records.
-
-    ``True`` allows create (with a list), patch and remove with ``id=None``; a list names some of
-    :data:`MULTI_METHODS`.
-    """
-    if multi is True:
-        return frozenset(MULTI_METHODS)
-    if not multi:
-        return frozenset()
-    if isinstance(multi, str):
-        multi = [multi]
-    methods = frozenset(multi)
-    unknown = methods - set(MULTI_METHODS)
-    if unknown:
-        raise ValueError(f'multi may name {", ".join(MULTI_METHODS)}; unknown: {sorted(unknown)}')
-    return methods
-
-
-def check_multi(allowed: frozenset, method: str) -> None:
-    """Raise MethodNotAllowed when ``method`` may not touch several records (Feathers' message,
-    which its clients and adapter tests read; the hint rides in ``data``)."""
-    if method not in allowed:
-        what = 'a list of records' if method == 'create' else 'id null'
-        raise MethodNotAllowed(f'Can not {method} multiple entries', data={
-            'hint': f'{method} with {what} needs the service option multi=True '
-                    f"(or multi=['{method}'], or params['adapter'] per call)"})
-
-
-def check_data(data: Any) -> Dict[str, Any]:
-    """``data`` must be an object."""
-    if not isinstance(data, Mapping):
-        raise BadRequest(f'Data must be an object, got {type(data).__name__}')
-    return dict(data)
-
-
-def select_fields(record: Mapping[str, Any], select: Optional[Sequence[str]], id_field: str) -> Dict[str, Any]:
+def select_fields(record: Mapping[str, Any], select: Optional[Iterable[str]], id_field: str) -> Dict[str, Any]:
     """``record`` reduced to ``$select`` plus the id; fields it lacks are left out."""
     if select is None:
         return dict(record)
     keep = [id_field] + [name for name in select if name != id_field]
     return {name: record[name] for name in keep if name in record}
-
-
-def parse_int(value: str) -> Optional[int]:
-    """``int(value)`` for a plain decimal integer string, else None."""
-    return int(value) if _INT_RE.match(value.strip()) else None
-
-
-# -- coercion by column type (used by the SQL service; no SQLAlchemy import needed here) -----------
-#
-# Rule, by the column's Python type: ``int`` accepts ints, integral floats and decimal strings;
-# ``float``/``Decimal`` accept numbers and numeric strings; ``bool`` accepts booleans, 0/1 and the
-# strings 'true'/'false'/'1'/'0'; ``str`` accepts strings and numbers (turned into their text);
-# ``datetime``/``date``/``time`` accept such objects and ISO 8601 strings; ``uuid.UUID`` accepts UUID
-# strings. The string 'null' means NULL for every non-string column. Columns of any other type (JSON
-# ...) take values as they are. Anything else is a BadRequest naming the column.
-
-_BOOL_STRINGS = {'true': True, 'false': False, '1': True, '0': False}
-
-
-def python_type(column: Any) -> Optional[type]:
-    """The column type's ``python_type``, or None when SQLAlchemy does not know one."""
-    try:
-        return column.type.python_type
-    except NotImplementedError:
-        return None
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, str):
-        number = parse_int(value)
-        if number is None:
-            raise ValueError(value)
-        return number
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError(value)
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, (str, int, float, decimal.Decimal)) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(value)
-
-
-def _to_decimal(value: Any) -> decimal.Decimal:
-    if isinstance(value, (str, int, float, decimal.Decimal)) and not isinstance(value, bool):
-        return decimal.Decimal(str(value))
-    raise ValueError(value)
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in _BOOL_STRINGS:
-        return _BOOL_STRINGS[value.lower()]
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(value)
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(value)
-
-
-def _iso(cls: type) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            return cls.fromisoformat(value)
-        raise ValueError(value)
-    return convert
-
-
-def _to_uuid(value: Any) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        return uuid.UUID(value)
-    raise ValueError(value)
-
-
-_CONVERTERS: Dict[type, Callable[[Any], Any]] = {
-    int: _to_int, float: _to_float, decimal.Decimal: _to_decimal, bool: _to_bool, str: _to_str,
-    datetime.datetime: _iso(datetime.datetime), datetime.date: _iso(datetime.date),
-    datetime.time: _iso(datetime.time), uuid.UUID: _to_uuid,
-}
-
-
-def coerce_column(column: Any, value: Any) -> Any:
-    """``value`` as the Python type of ``column`` (the rule in the comment above).
-
-    :raises BadRequest: the value cannot be turned into that type.
-    """
-    if value is None:
-        return None
-    kind = python_type(column)
-    convert = _CONVERTERS.get(kind) if kind is not None else None
-    if convert is None:
-        return value
-    if value == 'null' and kind is not str:
-        return None
-    try:
-        return convert(value)
-    except (ValueError, TypeError, ArithmeticError):
-        raise BadRequest(f'Invalid value {value!r} for {kind.__name__} field {column.key!r}',
-                         errors={column.key: f'expected {kind.__name__}'}) from None

@@ -27,10 +27,12 @@ import logging
 import operator
 import threading
 import types
-from typing import Any, Callable, Dict, Iterable, List, Mapping, MutableMapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, MutableMapping, Optional, Tuple, Union
 
 from . import _query as q
-from ._adapter import AdapterOptions, CallOptions, like
+from ._adapter import AdapterOptions, CallOptions, check_data, like
+from ._coercion import coerce_like as coerce_like, parse_int  # coerce_like: its public name here
+from ._pagination import Page, check_multi, effective_limit, page
 from .errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -43,27 +45,8 @@ _ORDERING: Dict[str, Callable[[Any, Any], bool]] = {
 _MISSING = object()
 
 
-def coerce_like(value: Any, stored: Any) -> Any:
-    """``value`` converted to the type of ``stored`` when ``value`` is a string (the rule above)."""
-    if not isinstance(value, str) or isinstance(stored, str):
-        return value
-    if isinstance(stored, bool):
-        return {'true': True, 'false': False}.get(value, value)
-    if isinstance(stored, (int, float)):
-        number = q.parse_int(value) if isinstance(stored, int) else None
-        if number is not None:
-            return number
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if stored is None and value == 'null':
-        return None
-    return value
-
-
 def _equal(stored: Any, value: Any) -> bool:
-    return coerce_like(value, stored) == stored
+    return bool(coerce_like(value, stored) == stored)
 
 
 _PATTERNS: Dict[str, Callable[[Any, str], bool]] = {
@@ -118,17 +101,17 @@ def _compare(a: Any, b: Any) -> int:
     if a is None or b is None:
         return (a is not None) - (b is not None)
     try:
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     except TypeError:
         ka, kb = (type(a).__name__, str(a)), (type(b).__name__, str(b))
         return (ka > kb) - (ka < kb)
 
 
-def _sort_key(sort: Iterable[tuple]) -> Callable[[Any], Any]:
-    sort = tuple(sort)
+def _sort_key(sort: Iterable[Tuple[str, int]]) -> Callable[[Mapping[str, Any]], Any]:
+    fields = tuple(sort)
 
     def compare(ra: Mapping[str, Any], rb: Mapping[str, Any]) -> int:
-        for name, direction in sort:
+        for name, direction in fields:
             result = _compare(ra.get(name), rb.get(name))
             if result:
                 return result * direction
@@ -171,13 +154,13 @@ class MemoryService(AdapterOptions):
 
     # -- Feathers methods -------------------------------------------------------------------------
 
-    def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
+    def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Page]:
         """Records matching ``params['query']``; a page dict when paginating."""
         options = self.options_for(params)
         parsed = self.parse(params, options)
         paginate = options.paginate
         filters = parsed.filters
-        limit = q.effective_limit(filters, paginate)
+        limit = effective_limit(filters, paginate)
         with self._lock:
             found = [r for r in self.store.values() if _matches(parsed.where, r, options.operators)]
             if filters.sort:
@@ -185,7 +168,7 @@ class MemoryService(AdapterOptions):
             total = len(found)
             end = None if limit is None else filters.skip + limit
             data = [self._out(r, filters.select) for r in found[filters.skip:end]]
-        return data if paginate is None else q.page(total, limit, filters.skip, data)
+        return data if paginate is None else page(total, limit, filters.skip, data)
 
     def get(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The record with ``id`` (which must also match ``params['query']``)."""
@@ -204,10 +187,10 @@ class MemoryService(AdapterOptions):
         select = self.parse(params, options).filters.select
         many = isinstance(data, list)
         if many:
-            q.check_multi(options.multi, 'create')
-        records = [copy.deepcopy(q.check_data(item)) for item in (data if many else [data])]
+            check_multi(options.multi, 'create')
+        records = [copy.deepcopy(check_data(item)) for item in (data if many else [data])]
         with self._lock:
-            keys = []
+            keys: List[Any] = []
             for record in records:
                 key = record.get(self.id)
                 if key is None:
@@ -229,7 +212,7 @@ class MemoryService(AdapterOptions):
         """Replace the record with ``id`` by ``data``; the id is kept whatever ``data`` says."""
         if id is None:
             raise BadRequest("update replaces one record and needs an id; use patch to change many")
-        record = copy.deepcopy(q.check_data(data))
+        record = copy.deepcopy(check_data(data))
         options = self.options_for(params)
         parsed = self.parse(params, options)
         with self._lock:
@@ -240,12 +223,12 @@ class MemoryService(AdapterOptions):
 
     def patch(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Merge ``data`` into the record with ``id``, or into every match when ``id`` is None."""
-        changes = copy.deepcopy(q.check_data(data))
+        changes = copy.deepcopy(check_data(data))
         changes.pop(self.id, None)
         options = self.options_for(params)
         parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(options.multi, 'patch')
+            check_multi(options.multi, 'patch')
         with self._lock:
             keys = self._keys(id, parsed.where, options)
             for key in keys:
@@ -258,7 +241,7 @@ class MemoryService(AdapterOptions):
         options = self.options_for(params)
         parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(options.multi, 'remove')
+            check_multi(options.multi, 'remove')
         with self._lock:
             keys = self._keys(id, parsed.where, options)
             out = [self._out(self.store.pop(key), parsed.filters.select) for key in keys]
@@ -286,7 +269,7 @@ class MemoryService(AdapterOptions):
         if id in self.store:
             return id
         if isinstance(id, str):
-            number = q.parse_int(id)
+            number = parse_int(id)
             if number is not None and number in self.store:
                 return number
         elif _is_int(id) and str(id) in self.store:

@@ -2,10 +2,11 @@
 
 SQLite (a file) is the embedded default; PostgreSQL and MariaDB/MySQL are where an application goes
 when it outgrows it.
-Filters, sorting, pagination and counting run in SQL. Every call runs in its own transaction; on
-SQLite, writes open it with ``BEGIN IMMEDIATE`` so two writers queue on the database lock instead of
-deadlocking while upgrading a read lock. Query values and data are coerced by column type (see
-:func:`flask_feathers._query.coerce_column`).
+Filters, sorting, pagination and counting run in SQL (the query in SQL:
+:mod:`flask_feathers._sql_query`). Every call runs in its own transaction; on SQLite, writes open it
+with ``BEGIN IMMEDIATE`` so two writers queue on the database lock instead of deadlocking while
+upgrading a read lock. Query values and data are coerced by column type (see
+:func:`flask_feathers._coercion.coerce_column`).
 
 Needs the ``sql`` extra: ``pip install flask-feathers[sql]``.
 """
@@ -18,16 +19,16 @@ from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping,
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy import exc as sa_exc
-    from sqlalchemy.dialects import mysql as sa_mysql
     from sqlalchemy.pool import SingletonThreadPool, StaticPool
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('SQLService needs SQLAlchemy: pip install "flask-feathers[sql]" (from a '
                       'checkout or a built wheel: pip install ".[sql]"; [postgres] adds psycopg)') from exc
 
 from . import _query as q
-from ._adapter import LIKE_ESCAPE, AdapterOptions, CallOptions, like_to_glob
+from ._adapter import AdapterOptions, check_data
+from ._pagination import Page, check_multi, effective_limit, page
 from ._sql_errors import database_errors
+from ._sql_query import Clause, Column, SQLQuery
 from .errors import BadRequest, NotFound
 from .memory import DEFAULT_PAGINATE
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Label of the window count a paginated find selects next to the columns.
 _TOTAL = '__feathers_total'
-_ORDERING = {'$lt': '__lt__', '$lte': '__le__', '$gt': '__gt__', '$gte': '__ge__'}
 
 
 def _table_of(model_or_table: Any) -> sa.Table:
@@ -94,10 +94,12 @@ class SQLService(AdapterOptions):
         self._init_options(paginate, multi, operators, filters)
         self.create_table_on_setup = create_table
         self._owns_engine = not isinstance(engine_or_url, sa.Engine)
-        self.engine = self._make_engine(engine_or_url) if self._owns_engine else engine_or_url
+        #: the engine every call uses (made from the URL when a URL was given)
+        self.engine: sa.Engine = (engine_or_url if isinstance(engine_or_url, sa.Engine)
+                                  else self._make_engine(engine_or_url))
         dialect = self.engine.dialect
         self._immediate = dialect.name == 'sqlite' and dialect.driver == 'pysqlite'
-        self._nulls_clause = dialect.name not in ('mysql', 'mariadb')
+        self._sql = SQLQuery(self.table, self.id_column, dialect.name)
         # One in-memory SQLite database is one connection: calls must take turns on it.
         self._serial = threading.Lock() if _is_memory_sqlite(self.engine.url) else None
         if self._serial and isinstance(self.engine.pool, SingletonThreadPool):
@@ -138,20 +140,20 @@ class SQLService(AdapterOptions):
 
     # -- Feathers methods -------------------------------------------------------------------------
 
-    def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Dict[str, Any]]:
+    def find(self, params: Optional[Dict[str, Any]] = None) -> Union[List[Dict[str, Any]], Page]:
         """Rows matching ``params['query']``; a page dict when paginating."""
         options = self.options_for(params)
         parsed = self.parse(params, options)
         paginate = options.paginate
         filters = parsed.filters
-        limit = q.effective_limit(filters, paginate)
-        where = self._where(parsed.where, options)
-        columns = self._columns(filters.select)
+        limit = effective_limit(filters, paginate)
+        where = self._sql.where(parsed.where, options.operators)
+        columns: List[sa.ColumnElement[Any]] = list(self._sql.columns(filters.select))
         if paginate is not None:
             # The total rides along in the same statement (a window count is taken before LIMIT), so
             # a page and its total always come from one snapshot.
             columns.append(sa.func.count().over().label(_TOTAL))
-        stmt = sa.select(*columns).where(where).order_by(*self._order(filters.sort))
+        stmt = sa.select(*columns).where(where).order_by(*self._sql.order(filters.sort))
         if limit is not None:
             stmt = stmt.limit(limit)
         if filters.skip:
@@ -163,17 +165,17 @@ class SQLService(AdapterOptions):
             if data:
                 total = data[0][_TOTAL]
             else:  # past the end, or $limit 0: no row to carry the total
-                total = conn.scalar(sa.select(sa.func.count()).select_from(self.table).where(where))
+                total = conn.scalar(sa.select(sa.func.count()).select_from(self.table).where(where)) or 0
         for row in data:
             del row[_TOTAL]
-        return q.page(total, limit, filters.skip, data)
+        return page(total, limit, filters.skip, data)
 
     def get(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The row with ``id`` (which must also match ``params['query']``)."""
         options = self.options_for(params)
         parsed = self.parse(params, options)
-        cond = self._id_condition(id, parsed.where, options)
-        stmt = sa.select(*self._columns(parsed.filters.select)).where(cond)
+        cond = self._sql.id_condition(id, parsed.where, options.operators)
+        stmt = sa.select(*self._sql.columns(parsed.filters.select)).where(cond)
         with self._transaction(write=False) as conn:
             return self._one(conn.execute(stmt), id)
 
@@ -183,23 +185,25 @@ class SQLService(AdapterOptions):
         select = self.parse(params, options).filters.select
         many = isinstance(data, list)
         if many:
-            q.check_multi(options.multi, 'create')
-        rows = [self._values(q.check_data(item)) for item in (data if many else [data])]
+            check_multi(options.multi, 'create')
+        rows = [self._sql.values(check_data(item)) for item in (data if many else [data])]
         for row in rows:
             if row.get(self.id) is None:
                 if not self._db_makes_ids:
                     raise BadRequest(f'{self.id!r} is required: {self.table.name!r} does not generate ids')
                 row.pop(self.id, None)  # let the database choose
-        columns = self._columns(select)
+        columns = self._sql.columns(select)
         explicit = [row[self.id] for row in rows if self.id in row]
-        out = []
+        out: List[Dict[str, Any]] = []
         with self._transaction(write=True) as conn:
             for row in rows:
                 stmt = sa.insert(self.table).values(row)
                 if self.engine.dialect.insert_returning:
                     out.extend(self._rows(conn.execute(stmt.returning(*columns))))
                 else:
-                    key = conn.execute(stmt).inserted_primary_key[0]
+                    inserted = conn.execute(stmt).inserted_primary_key
+                    assert inserted is not None  # one row was inserted
+                    key = inserted[0]
                     out.extend(self._rows(conn.execute(sa.select(*columns).where(self.id_column == key))))
             if explicit and self._advances_sequence:
                 self._advance_sequence(conn, explicit)
@@ -230,25 +234,25 @@ class SQLService(AdapterOptions):
         """Replace the row with ``id``: columns missing from ``data`` get their default or NULL."""
         if id is None:
             raise BadRequest('update replaces one record and needs an id; use patch to change many')
-        given = self._values(q.check_data(data))
+        given = self._sql.values(check_data(data))
         values = {c.key: given[c.key] if c.key in given else _default(c)
                   for c in self.table.c if c.key != self.id}
         options = self.options_for(params)
         parsed = self.parse(params, options)
-        cond = self._id_condition(id, parsed.where, options)
+        cond = self._sql.id_condition(id, parsed.where, options.operators)
         with self._transaction(write=True) as conn:
             rows = self._write_rows(conn, cond, values, parsed.filters.select)
         return self._single(rows, id)
 
-    def _target(self, id: Any, params: Optional[Dict[str, Any]], method: str) -> Tuple[Any, q.ParsedQuery]:
+    def _target(self, id: Any, params: Optional[Dict[str, Any]], method: str) -> Tuple[Clause, q.ParsedQuery]:
         """The WHERE of a patch/remove: the row ``id`` (and the query), or with ``id=None`` every
         match of the query, which needs ``multi`` for ``method``."""
         options = self.options_for(params)
         parsed = self.parse(params, options)
         if id is None:
-            q.check_multi(options.multi, method)
-            return self._where(parsed.where, options), parsed
-        return self._id_condition(id, parsed.where, options), parsed
+            check_multi(options.multi, method)
+            return self._sql.where(parsed.where, options.operators), parsed
+        return self._sql.id_condition(id, parsed.where, options.operators), parsed
 
     def patch(self, id: Any, data: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Set the columns in ``data`` on the row with ``id``, or on every match when ``id`` is None.
@@ -256,7 +260,7 @@ class SQLService(AdapterOptions):
         One ``UPDATE`` (with ``RETURNING`` where the database has it), so concurrent patches of
         different columns never undo each other.
         """
-        values = self._values(q.check_data(data))
+        values = self._sql.values(check_data(data))
         values.pop(self.id, None)
         cond, parsed = self._target(id, params, 'patch')
         with self._transaction(write=True) as conn:
@@ -268,7 +272,7 @@ class SQLService(AdapterOptions):
     def remove(self, id: Any, params: Optional[Dict[str, Any]] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Delete the row with ``id``, or every match when ``id`` is None; returns what was deleted."""
         cond, parsed = self._target(id, params, 'remove')
-        columns = self._columns(parsed.filters.select)
+        columns = self._sql.columns(parsed.filters.select)
         with self._transaction(write=True) as conn:
             if id is None:
                 cond = self._lock_in_order(conn, cond)
@@ -280,99 +284,9 @@ class SQLService(AdapterOptions):
                 conn.execute(sa.delete(self.table).where(self.id_column.in_([r[self.id] for r in rows])))
         return self._sorted(rows) if id is None else self._single(rows, id)
 
-    # -- SQL building -----------------------------------------------------------------------------
+    # -- writes ---------------------------------------------------------------------------------------
 
-    def _column(self, name: str) -> sa.Column:
-        try:
-            return self.table.c[name]
-        except KeyError:
-            raise BadRequest(f'Unknown field {name!r} for {self.table.name!r}') from None
-
-    def _columns(self, select: Optional[Sequence[str]]) -> List[sa.Column]:
-        if select is None:
-            return list(self.table.c)
-        return [self.id_column] + [self._column(n) for n in dict.fromkeys(select) if n != self.id]
-
-    def _values(self, data: Mapping[str, Any]) -> Dict[str, Any]:
-        return {name: q.coerce_column(self._column(name), value) for name, value in data.items()}
-
-    def _where(self, node: q.Node, options: CallOptions) -> Any:
-        if isinstance(node, q.Junction):
-            parts = [self._where(child, options) for child in node.children]
-            if not parts:
-                return sa.true()
-            return sa.and_(*parts) if node.op == '$and' else sa.or_(*parts)
-        column = self._column(node.field)
-        if node.op in ('$in', '$nin'):
-            values = [q.coerce_column(column, v) for v in node.value]
-            known = [v for v in values if v is not None]
-            has_null = len(known) < len(values)
-            if node.op == '$in':
-                return sa.or_(column.in_(known), column.is_(None)) if has_null else column.in_(known)
-            # NOT IN is never true for NULL in SQL; the memory service (and Feathers) treat a
-            # missing value as "not in the list", so say so explicitly.
-            if has_null:
-                return sa.and_(column.not_in(known), column.is_not(None))
-            return sa.or_(column.not_in(known), column.is_(None))
-        if node.op in q.PATTERNS:
-            return self._like(column, node.op, node.value)
-        if node.op in options.operators:
-            try:
-                return options.operators[node.op](column, node.value)
-            except (TypeError, ValueError, sa_exc.ArgumentError) as exc:
-                raise BadRequest(f'Invalid value {node.value!r} for {node.op} on field '
-                                 f'{node.field!r}: {exc}', errors={node.field: str(exc)}) from None
-        value = q.coerce_column(column, node.value)
-        if node.op == q.EQ:
-            return column.is_(None) if value is None else column == value
-        if node.op == '$ne':
-            return column.is_not(None) if value is None else column.is_distinct_from(value)
-        if value is None:
-            return sa.false()
-        return getattr(column, _ORDERING[node.op])(value)
-
-    def _order(self, sort: Sequence[tuple]) -> List[Any]:
-        order = []
-        for name, direction in sort:
-            column = self._column(name)
-            clause = column.asc() if direction > 0 else column.desc()
-            if self._nulls_clause:  # NULL sorts first, as in the memory service
-                clause = clause.nulls_first() if direction > 0 else clause.nulls_last()
-            order.append(clause)
-        if self.id not in dict(sort):
-            order.append(self.id_column.asc())  # a stable order makes pages disjoint
-        return order
-
-    def _like(self, column: sa.Column, op: str, pattern: str) -> Any:
-        if q.python_type(column) is not str:
-            raise BadRequest(f'{op} needs a text field; {column.key!r} is not one',
-                             errors={column.key: 'not a text field'})
-        name = self.engine.dialect.name
-        if name in ('mysql', 'mariadb'):
-            match = _mysql_like(column, pattern, fold_case=op == '$ilike')
-        elif op == '$ilike':
-            match = column.ilike(pattern, escape=LIKE_ESCAPE)
-        elif name == 'sqlite':
-            # $like respects case everywhere, as in PostgreSQL and the memory service: SQLite's
-            # LIKE ignores ASCII case, its GLOB does not.
-            match = column.op('GLOB', is_comparison=True)(like_to_glob(pattern))
-        else:
-            match = column.like(pattern, escape=LIKE_ESCAPE)
-        if op != '$notlike':
-            return match
-        # A NULL is not like the pattern (the memory service says so; SQL alone would say NULL).
-        return sa.or_(sa.not_(match), column.is_(None))
-
-    def _id_condition(self, id: Any, where: q.Node, options: CallOptions) -> Any:
-        try:
-            value = q.coerce_column(self.id_column, id)
-        except BadRequest:
-            raise NotFound(f"No record found for id '{id}'", data={self.id: id}) from None
-        if value is None:
-            raise NotFound(f"No record found for id '{id}'", data={self.id: id})
-        return sa.and_(self.id_column == value, self._where(where, options))
-
-    def _lock_in_order(self, conn: sa.Connection, cond: Any) -> Any:
+    def _lock_in_order(self, conn: sa.Connection, cond: Clause) -> Clause:
         # Two multi-row UPDATEs lock their rows in scan order, which differs between them once rows
         # have moved: PostgreSQL then aborts one with "deadlock detected". Locking the matches in id
         # order first makes every multi-row write queue instead. SQLite serialises writers anyway.
@@ -381,9 +295,9 @@ class SQLService(AdapterOptions):
         stmt = sa.select(self.id_column).where(cond).order_by(self.id_column).with_for_update()
         return self.id_column.in_(list(conn.scalars(stmt)))
 
-    def _write_rows(self, conn: sa.Connection, cond: Any, values: Dict[str, Any],
+    def _write_rows(self, conn: sa.Connection, cond: Clause, values: Dict[str, Any],
                     select: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
-        columns = self._columns(select)
+        columns = self._sql.columns(select)
         if not values:
             return self._rows(conn.execute(sa.select(*columns).where(cond)))
         stmt = sa.update(self.table).where(cond).values(values)
@@ -396,10 +310,10 @@ class SQLService(AdapterOptions):
     # -- results and transactions -----------------------------------------------------------------
 
     @staticmethod
-    def _rows(result: sa.Result) -> List[Dict[str, Any]]:
+    def _rows(result: sa.Result[Any]) -> List[Dict[str, Any]]:
         return [dict(row._mapping) for row in result]
 
-    def _one(self, result: sa.Result, id: Any) -> Dict[str, Any]:
+    def _one(self, result: sa.Result[Any], id: Any) -> Dict[str, Any]:
         return self._single(self._rows(result), id)
 
     def _single(self, rows: List[Dict[str, Any]], id: Any) -> Dict[str, Any]:
@@ -415,7 +329,7 @@ class SQLService(AdapterOptions):
         with self._errors(), (self._serial or contextlib.nullcontext()):
             with self.engine.connect() as conn:
                 with conn.begin():
-                    if write and self._immediate and not conn.connection.dbapi_connection.in_transaction:
+                    if write and self._immediate and not _in_transaction(conn):
                         # pysqlite would BEGIN (deferred) on the first write only; a transaction
                         # that read first then fails to upgrade its lock with "database is locked".
                         conn.exec_driver_sql('BEGIN IMMEDIATE')
@@ -425,19 +339,13 @@ class SQLService(AdapterOptions):
         return database_errors(self.table.name)
 
 
-def _mysql_like(column: sa.Column, pattern: str, fold_case: bool) -> Any:
-    # MariaDB/MySQL compare with the column's collation, by default blind to case and accents.
-    # Both sides as utf8mb4 text under its binary collation respect both and still match by
-    # character ('_' is one character, also when it takes several bytes); $ilike folds case with
-    # lower() on both sides.
-    def exact(value: Any) -> Any:
-        text = sa.cast(value, sa_mysql.CHAR(charset='utf8mb4'))
-        return (sa.func.lower(text) if fold_case else text).collate('utf8mb4_bin')
-    return exact(column).like(exact(sa.literal(pattern)), escape=LIKE_ESCAPE)
+def _in_transaction(conn: sa.Connection) -> bool:
+    """The DB-API connection has a transaction open (sqlite3's ``in_transaction``)."""
+    return bool(getattr(conn.connection.dbapi_connection, 'in_transaction', False))
 
 
-def _default(column: sa.Column) -> Any:
+def _default(column: Column) -> Any:
     default = column.default
-    if default is not None and getattr(default, 'is_scalar', False):
+    if isinstance(default, sa.ColumnDefault) and default.is_scalar:
         return default.arg
     return None

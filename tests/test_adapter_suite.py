@@ -43,7 +43,7 @@ from flask import Flask
 from conftest import ARTIFACTS, JS_DIR, LiveServer, terminate
 
 from flask_feathers import Feathers, MemoryService, rest, socketio
-from flask_feathers import _query as q
+from flask_feathers import _pagination as q
 from flask_feathers.sql import SQLService
 
 BRIDGE = '__adapterTestBridge'

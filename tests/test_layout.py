@@ -5,8 +5,9 @@ import sys
 import flask_feathers
 
 CORE = ['errors', 'service', 'events', 'registry', 'connections', 'dispatch', 'fanout', 'hooks',
-        'channels', 'encoding', 'fanout_redis', '_query', '_adapter', 'memory', 'application',
-        'wrapped', 'router', 'config', 'backends', 'backends.pubsub', 'backends.redis']
+        'channels', 'encoding', 'fanout_redis', '_query', '_pagination', '_coercion', '_adapter',
+        'memory', 'application', 'wrapped', 'router', 'config', 'backends', 'backends.pubsub',
+        'backends.redis']
 IO_LIBRARIES = ['flask', 'flask_socketio', 'simple_websocket', 'redis', 'socketio', 'engineio',
                 'werkzeug', 'sqlalchemy']
 

@@ -1,14 +1,9 @@
-"""The shared query parser, pagination rules and column coercion (no store involved)."""
-import datetime
-import decimal
-import types
-import uuid
-
+"""The shared query parser: filters, the where tree and $select (no store involved)."""
 import pytest
 from hypothesis import given, strategies as st
 
 from flask_feathers import _query as q
-from flask_feathers.errors import BadRequest, MethodNotAllowed
+from flask_feathers.errors import BadRequest
 
 
 def test_parse_splits_filters_from_conditions():
@@ -100,90 +95,7 @@ def test_parser_only_ever_raises_badrequest(query):
         pass
 
 
-# -- pagination -----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize('limit, paginate, expected', [
-    (None, None, None),
-    (7, None, 7),
-    (None, {'default': 10, 'max': 50}, 10),
-    (80, {'default': 10, 'max': 50}, 50),
-    (0, {'default': 10, 'max': 50}, 0),
-    (None, {'default': None, 'max': 5}, 5),
-    (None, {'default': 3, 'max': None}, 3),
-])
-def test_effective_limit(limit, paginate, expected):
-    assert q.effective_limit(q.Filters(limit=limit), paginate) == expected
-
-
-def test_paginate_for_call():
-    service = {'default': 10, 'max': 50}
-    assert q.paginate_for_call(service, None) is service
-    assert q.paginate_for_call(service, {'paginate': None}) is service
-    assert q.paginate_for_call(service, {'paginate': False}) is None
-    assert q.paginate_for_call(None, {'paginate': {'default': 2}}) == {'default': 2, 'max': None}
-    with pytest.raises(BadRequest):
-        q.paginate_for_call(service, {'paginate': {'size': 1}})
-
-
-@pytest.mark.parametrize('bad', [{'default': -1}, {'max': '5'}, {'pages': 1}, 5, True])
-def test_normalize_paginate_rejects_misuse(bad):
-    with pytest.raises(ValueError, match='paginate'):
-        q.normalize_paginate(bad)
-
-
-def test_multi_option():
-    assert q.normalize_multi(True) == {'create', 'patch', 'remove'}
-    assert q.normalize_multi(False) == frozenset()
-    assert q.normalize_multi('patch') == {'patch'}
-    with pytest.raises(ValueError, match='update'):
-        q.normalize_multi(['update'])
-    q.check_multi(frozenset({'patch'}), 'patch')
-    with pytest.raises(MethodNotAllowed) as info:
-        q.check_multi(frozenset({'patch'}), 'remove')
-    # Feathers' own wording: @feathersjs/adapter-tests and clients compare the message exactly.
-    assert info.value.message == 'Can not remove multiple entries'
-    assert 'multi=True' in info.value.data['hint']
-
-
 def test_select_fields():
     record = {'id': 1, 'a': 2, 'b': 3}
     assert q.select_fields(record, None, 'id') == record
     assert q.select_fields(record, ['b', 'missing'], 'id') == {'id': 1, 'b': 3}
-
-
-# -- column coercion ------------------------------------------------------------------------------
-
-def column(python_type, key='col'):
-    def get_type(self):
-        if python_type is None:
-            raise NotImplementedError
-        return python_type
-    kind = type('FakeType', (), {'python_type': property(get_type)})()
-    return types.SimpleNamespace(type=kind, key=key)
-
-
-@pytest.mark.parametrize('kind, value, expected', [
-    (int, '42', 42), (int, '-3', -3), (int, 7, 7), (int, 7.0, 7), (int, 'null', None), (int, None, None),
-    (float, '2.5', 2.5), (float, 3, 3.0),
-    (decimal.Decimal, '1.10', decimal.Decimal('1.10')), (decimal.Decimal, 2.5, decimal.Decimal('2.5')),
-    (bool, 'true', True), (bool, 'false', False), (bool, 'TRUE', True), (bool, 1, True), (bool, False, False),
-    (str, 'null', 'null'), (str, 5, '5'), (str, 'x', 'x'),
-    (datetime.datetime, '2024-05-01T10:00:00', datetime.datetime(2024, 5, 1, 10)),
-    (datetime.date, '2024-05-01', datetime.date(2024, 5, 1)),
-    (uuid.UUID, '12345678-1234-5678-1234-567812345678', uuid.UUID('12345678-1234-5678-1234-567812345678')),
-    (dict, {'a': 1}, {'a': 1}), (None, 'as is', 'as is'),
-])
-def test_coerce_column(kind, value, expected):
-    result = q.coerce_column(column(kind), value)
-    assert result == expected and type(result) is type(expected)
-
-
-@pytest.mark.parametrize('kind, value', [
-    (int, 'abc'), (int, '2.5'), (int, 2.5), (int, True), (int, [1]), (float, 'x'), (float, False),
-    (decimal.Decimal, 'x'), (bool, 'yes'), (bool, 2), (str, True), (str, {'a': 1}),
-    (datetime.datetime, 'yesterday'), (datetime.date, 5), (uuid.UUID, 'nope'),
-])
-def test_coerce_column_rejects(kind, value):
-    with pytest.raises(BadRequest, match="'age'") as info:
-        q.coerce_column(column(kind, 'age'), value)
-    assert info.value.errors == {'age': f'expected {kind.__name__}'}
