@@ -11,10 +11,10 @@ import datetime
 import decimal
 import json
 import uuid
-from typing import Any
+from typing import Any, List, Union
 
 
-def json_default(value: Any) -> Any:
+def json_default(value: Any) -> Union[str, float, List[Any]]:
     """``default=`` for :func:`json.dumps`: the conversions above."""
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()

@@ -61,35 +61,123 @@ class FeathersError(Exception):
         return f'{type(self).__name__}({self.message!r})'
 
 
-def _make(name: str, code: int, class_name: str) -> Type[FeathersError]:
-    return type(name, (FeathersError,), {'code': code, 'name': name, 'class_name': class_name,
-                                         '__doc__': f'{code} {class_name}', '__module__': __name__})
+class BadRequest(FeathersError):
+    """400 bad-request"""
+
+    code, name, class_name = 400, 'BadRequest', 'bad-request'
 
 
-BadRequest = _make('BadRequest', 400, 'bad-request')
-NotAuthenticated = _make('NotAuthenticated', 401, 'not-authenticated')
-PaymentError = _make('PaymentError', 402, 'payment-error')
-Forbidden = _make('Forbidden', 403, 'forbidden')
-NotFound = _make('NotFound', 404, 'not-found')
-MethodNotAllowed = _make('MethodNotAllowed', 405, 'method-not-allowed')
-NotAcceptable = _make('NotAcceptable', 406, 'not-acceptable')
-Timeout = _make('Timeout', 408, 'timeout')
-Conflict = _make('Conflict', 409, 'conflict')
-Gone = _make('Gone', 410, 'gone')
-LengthRequired = _make('LengthRequired', 411, 'length-required')
-Unprocessable = _make('Unprocessable', 422, 'unprocessable')
-TooManyRequests = _make('TooManyRequests', 429, 'too-many-requests')
-GeneralError = _make('GeneralError', 500, 'general-error')
-NotImplemented = _make('NotImplemented', 501, 'not-implemented')  # noqa: A001 (Feathers' name)
-BadGateway = _make('BadGateway', 502, 'bad-gateway')
-Unavailable = _make('Unavailable', 503, 'unavailable')
+class NotAuthenticated(FeathersError):
+    """401 not-authenticated"""
 
-#: Not in Feathers' table (its REST servers answer an oversized body with a plain 413): what the
-#: REST provider answers a request body over its limit with, in the Feathers error shape.
-PayloadTooLarge = _make('PayloadTooLarge', 413, 'payload-too-large')
-#: Not in Feathers' table either: what the REST provider answers a body in a format it does not
-#: read (neither JSON nor a URL-encoded form) with, naming the content type it got.
-UnsupportedMediaType = _make('UnsupportedMediaType', 415, 'unsupported-media-type')
+    code, name, class_name = 401, 'NotAuthenticated', 'not-authenticated'
+
+
+class PaymentError(FeathersError):
+    """402 payment-error"""
+
+    code, name, class_name = 402, 'PaymentError', 'payment-error'
+
+
+class Forbidden(FeathersError):
+    """403 forbidden"""
+
+    code, name, class_name = 403, 'Forbidden', 'forbidden'
+
+
+class NotFound(FeathersError):
+    """404 not-found"""
+
+    code, name, class_name = 404, 'NotFound', 'not-found'
+
+
+class MethodNotAllowed(FeathersError):
+    """405 method-not-allowed"""
+
+    code, name, class_name = 405, 'MethodNotAllowed', 'method-not-allowed'
+
+
+class NotAcceptable(FeathersError):
+    """406 not-acceptable"""
+
+    code, name, class_name = 406, 'NotAcceptable', 'not-acceptable'
+
+
+class Timeout(FeathersError):
+    """408 timeout"""
+
+    code, name, class_name = 408, 'Timeout', 'timeout'
+
+
+class Conflict(FeathersError):
+    """409 conflict"""
+
+    code, name, class_name = 409, 'Conflict', 'conflict'
+
+
+class Gone(FeathersError):
+    """410 gone"""
+
+    code, name, class_name = 410, 'Gone', 'gone'
+
+
+class LengthRequired(FeathersError):
+    """411 length-required"""
+
+    code, name, class_name = 411, 'LengthRequired', 'length-required'
+
+
+class Unprocessable(FeathersError):
+    """422 unprocessable"""
+
+    code, name, class_name = 422, 'Unprocessable', 'unprocessable'
+
+
+class TooManyRequests(FeathersError):
+    """429 too-many-requests"""
+
+    code, name, class_name = 429, 'TooManyRequests', 'too-many-requests'
+
+
+class GeneralError(FeathersError):
+    """500 general-error"""
+
+    code, name, class_name = 500, 'GeneralError', 'general-error'
+
+
+class NotImplemented(FeathersError):  # noqa: A001 (Feathers' name)
+    """501 not-implemented"""
+
+    code, name, class_name = 501, 'NotImplemented', 'not-implemented'
+
+
+class BadGateway(FeathersError):
+    """502 bad-gateway"""
+
+    code, name, class_name = 502, 'BadGateway', 'bad-gateway'
+
+
+class Unavailable(FeathersError):
+    """503 unavailable"""
+
+    code, name, class_name = 503, 'Unavailable', 'unavailable'
+
+
+class PayloadTooLarge(FeathersError):
+    """413 payload-too-large. Not in Feathers' table (its REST servers answer an oversized body
+    with a plain 413): what the REST provider answers a request body over its limit with, in the
+    Feathers error shape."""
+
+    code, name, class_name = 413, 'PayloadTooLarge', 'payload-too-large'
+
+
+class UnsupportedMediaType(FeathersError):
+    """415 unsupported-media-type. Not in Feathers' table either: what the REST provider answers
+    a body in a format it does not read (neither JSON nor a URL-encoded form) with, naming the
+    content type it got."""
+
+    code, name, class_name = 415, 'UnsupportedMediaType', 'unsupported-media-type'
+
 
 #: Every class of the Feathers error table, in code order.
 ERROR_CLASSES = (BadRequest, NotAuthenticated, PaymentError, Forbidden, NotFound, MethodNotAllowed,
@@ -110,7 +198,8 @@ def convert(error: Any) -> FeathersError:
         return error
     if not isinstance(error, Mapping):
         return GeneralError(str(error))
-    cls = BY_NAME.get(error.get('name')) or BY_CODE.get(error.get('code')) or GeneralError
+    # ('' and 0 name no class, as a missing key does)
+    cls = BY_NAME.get(error.get('name', '')) or BY_CODE.get(error.get('code', 0)) or GeneralError
     return cls(error.get('message', ''), data=error.get('data'), errors=error.get('errors'))
 
 

@@ -32,6 +32,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import errors
+from ._validation import validator
 from .service import is_async, run_awaitable
 
 KINDS = ('around', 'before', 'after', 'error')
@@ -236,7 +237,7 @@ def _around(hooks: List[Hook], index: int, context: HookContext, inner: Callable
     if index == len(hooks):
         inner()
         return
-    called = []
+    called: List[bool] = []
 
     def next_() -> None:
         if called:
@@ -350,7 +351,7 @@ def validate_data(schema: Any) -> Hook:
     A failure raises BadRequest whose ``errors`` maps each bad field (dotted path, ``''`` for the
     whole value) to its message. Needs the ``schema`` extra (``pip install
     flask-feathers[schema]``)."""
-    check = _validator(schema, 'validate_data')
+    check = validator(schema, 'validate_data')
 
     def validate_data_hook(context: HookContext) -> None:
         context.data = check(context.data, 'Invalid data')
@@ -361,49 +362,11 @@ def validate_query(schema: Any) -> Hook:
     """A before hook validating ``params['query']`` like :func:`validate_data` (remember that
     REST query values arrive as strings: a pydantic model converts them, a JSON Schema does not).
     """
-    check = _validator(schema, 'validate_query')
+    check = validator(schema, 'validate_query')
 
     def validate_query_hook(context: HookContext) -> None:
         context.params['query'] = check(context.params.get('query') or {}, 'Invalid query')
     return validate_query_hook
-
-
-def _validator(schema: Any, name: str) -> Callable[[Any, str], Any]:
-    if isinstance(schema, Mapping):
-        try:
-            import jsonschema
-        except ImportError:  # pragma: no cover - the extra is missing
-            raise ImportError(f'{name}() with a JSON Schema needs jsonschema: pip install '
-                              f'"flask-feathers[schema]" (from a checkout: pip install '
-                              f'".[schema]")') from None
-        validator_class = jsonschema.validators.validator_for(schema)
-        try:
-            validator_class.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f'{name}(): not a valid JSON Schema: {exc.message}') from None
-        validator = validator_class(schema)
-
-        def check_json(value: Any, message: str) -> Any:
-            problems = {'.'.join(str(p) for p in error.absolute_path): error.message
-                        for error in validator.iter_errors(value)}
-            if problems:
-                raise errors.BadRequest(message, errors=problems)
-            return value
-        return check_json
-    validate = getattr(schema, 'model_validate', None)
-    if not isinstance(schema, type) or validate is None:
-        raise TypeError(f'{name}() takes a pydantic model class or a JSON Schema dict, got '
-                        f'{schema!r}')
-    from pydantic import ValidationError
-
-    def check_model(value: Any, message: str) -> Any:
-        try:
-            return validate(value).model_dump()
-        except ValidationError as exc:
-            problems = {'.'.join(str(p) for p in error['loc']): error['msg']
-                        for error in exc.errors()}
-            raise errors.BadRequest(message, errors=problems) from None
-    return check_model
 
 
 __all__ = ['HookContext', 'HookStore', 'KINDS', 'disallow', 'emitting', 'emitting_context',

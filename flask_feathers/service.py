@@ -12,12 +12,14 @@ import asyncio
 import inspect
 import logging
 import threading
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
 from . import errors
 from ._waits import blocking
 
 log = logging.getLogger(__name__)
+
+T = TypeVar('T')
 
 #: The six service methods, in Feathers' order.
 METHODS: Tuple[str, ...] = ('find', 'get', 'create', 'update', 'patch', 'remove')
@@ -191,7 +193,7 @@ def is_async(fn: Any) -> bool:
         inspect.iscoroutinefunction(getattr(fn, '__call__', None))
 
 
-def run_awaitable(awaitable: Any, label: str = 'service method') -> Any:
+def run_awaitable(awaitable: Awaitable[T], label: str = 'service method') -> T:
     """Run what an ``async def`` method, hook or filter returned to completion on this worker
     thread (its own event loop, as Flask runs an async view), and return its result."""
     try:
@@ -205,7 +207,7 @@ def run_awaitable(awaitable: Any, label: str = 'service method') -> Any:
         raise RuntimeError(f'{label} is async and was called from a running event loop; '
                            f'flask_feathers runs async code on its worker threads only')
 
-    async def wait() -> Any:
+    async def wait() -> T:
         return await awaitable
     return asyncio.run(wait())
 

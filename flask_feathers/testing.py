@@ -13,7 +13,7 @@ app that is not also served to real clients in the same test.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from flask import Flask
 
@@ -128,7 +128,7 @@ class _ServiceProxy:
         self._client = client
         self._path = path
 
-    def __getattr__(self, method: str) -> Any:
+    def __getattr__(self, method: str) -> Callable[..., Ack]:
         if method not in METHODS:
             raise AttributeError(f'{method!r} is not a service method ({", ".join(METHODS)})')
         return lambda *args: self._client.call(self._path, method, *args)
@@ -159,7 +159,7 @@ class RealtimeTestClient:
     @property
     def connected(self) -> bool:
         """False when the ``io.use`` middleware (or a connect handler) refused the connection."""
-        return self.client.is_connected()
+        return bool(self.client.is_connected())
 
     @property
     def params(self) -> Dict[str, Any]:
@@ -195,7 +195,7 @@ class RealtimeTestClient:
             args = (*args, {})
         return self.emit(f'{path.strip("/")}::{method}', *args)
 
-    def service(self, path: str) -> Any:
+    def service(self, path: str) -> _ServiceProxy:
         """A proxy whose ``find/get/create/update/patch/remove`` return ``(error, result)``."""
         return _ServiceProxy(self, path)
 

@@ -96,6 +96,8 @@ class RestProvider:
 
     def attach(self, api: Any, state: FeathersState) -> None:
         app = state.app
+        if app is None:
+            raise RuntimeError('the Flask app of this Feathers state is gone')
         if 'rest' in state.providers:
             raise RuntimeError('the REST provider is configured twice on this app')
         state.providers['rest'] = self
@@ -224,7 +226,7 @@ def _read_body(state: FeathersState) -> bytes:
     except RequestEntityTooLarge:  # Flask's own MAX_CONTENT_LENGTH check
         _too_large(length, limit)
     raw = b''.join(chunks)
-    request._cached_data = raw  # type: ignore[attr-defined]  # request.get_data() sees it
+    request._cached_data = raw  # request.get_data() sees it
     return raw
 
 
