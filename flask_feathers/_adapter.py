@@ -1,4 +1,5 @@
-"""What both ready-made services share: their adapter options and Feathers 5's per-call overrides.
+"""What both ready-made services share: their adapter options, Feathers 5's per-call overrides, the
+check of ``data`` and ``$like`` matching.
 
 Options (constructor arguments of :class:`~flask_feathers.memory.MemoryService` and
 :class:`~flask_feathers.sql.SQLService`):
