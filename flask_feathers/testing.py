@@ -151,6 +151,7 @@ class RealtimeTestClient:
         if flask_app is None:
             raise RuntimeError('the Flask app of this Feathers state is gone')
         self.state = state
+        self._io = state.io
         #: the underlying ``flask_socketio.SocketIOTestClient``
         self.client = state.io.test_client(flask_app, auth=auth, headers=headers,
                                            query_string=query_string,
@@ -164,7 +165,7 @@ class RealtimeTestClient:
     @property
     def params(self) -> Dict[str, Any]:
         """This connection's feathers params (``socket.feathers``), the very dict filters get."""
-        sid = self.state.io.server.manager.sid_from_eio_sid(self.client.eio_sid, '/')
+        sid = self._io.server.manager.sid_from_eio_sid(self.client.eio_sid, '/')
         conn = self.state.connections.get(sid) if sid else None
         if conn is None:
             raise RuntimeError('this test client is not connected')
