@@ -25,6 +25,8 @@ from werkzeug.serving import make_server
 
 from flask_feathers.providers import _primus_protocol as pp
 
+from support.waiting import free_port
+
 log = logging.getLogger(__name__)
 
 PRIMUS_JS = pathlib.Path(__file__).resolve().parent.parent / "flask_feathers" / "static" / "primus.js"
@@ -117,7 +119,7 @@ class PrimusTestServer:
     def __init__(self, ping_interval: int = 30000, pathname: str = "/primus", port: int = 0):
         self.ping_interval = ping_interval
         self.pathname = pathname
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.pinging = True
         self.connections: List[Connection] = []
         self.changed = threading.Condition()
@@ -297,12 +299,6 @@ class PrimusTestServer:
         elif event.ack_id is not None and "::" in event.name:
             ack({"name": "NotFound", "message": f"no handler for {event.name!r}",
                  "code": 404, "className": "not-found"})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dumps(value: Any) -> str:

@@ -11,41 +11,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 import requests
 
-from conftest import terminate
+from support.node import Node
+from support.waiting import free_port, stop_process, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MULTI_APP = os.path.join(HERE, 'apps', 'multi_app.py')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        time.sleep(interval)
-
-
-def _stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        terminate(proc, timeout)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 class RedisServer:
@@ -80,7 +54,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_process(self.proc)
+            stop_process(self.proc)
             self.proc = None
 
 
@@ -138,7 +112,7 @@ class AppProcess:
 
     def stop(self) -> None:
         self.session.close()
-        _stop_process(self.proc)
+        stop_process(self.proc)
         self._reader.join(5)
         self._log.close()
 
@@ -167,67 +141,10 @@ def items(producer: str, count: int, sentinel: bool = True) -> List[Dict[str, An
     return out
 
 
-JS_DIR = os.path.join(HERE, 'js')
-NODE_PRELUDE = (
-    "const out = (v) => process.stdout.write(JSON.stringify(v === undefined ? null : v) + '\\n');\n"
-    "const fail = (why) => { process.stderr.write('FAIL: ' + why + '\\n'); process.exit(3); };\n"
-    "process.on('unhandledRejection', (e) => fail('unhandled rejection: ' + (e && e.stack || e)));\n"
-)
-
-
-class NodeProcess:
-    """A long-running Node script in tests/js whose JSON output lines are read as they come."""
-
-    def __init__(self, script: str, env: Optional[Dict[str, str]] = None) -> None:
-        self.proc = subprocess.Popen(['node', '-e', NODE_PRELUDE + script], cwd=JS_DIR,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
-        self._lines: 'queue.Queue[Optional[str]]' = queue.Queue()
-        self._stderr: List[str] = []
-        self._threads = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=self._read_err, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    def next(self, timeout: float, what: str) -> Any:
-        """The next JSON value the script printed; fail naming ``what`` on timeout or exit."""
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f'node: timed out after {timeout} s waiting for {what}; '
-                                 f'stderr: {"".join(self._stderr)}') from None
-        if line is None:
-            self.proc.wait(5)
-            raise AssertionError(f'node exited ({self.proc.returncode}) before {what}; stderr: '
-                                 f'{"".join(self._stderr)}')
-        return json.loads(line)
-
-    def poll(self) -> Any:
-        """The next printed value if there is one already, else None."""
-        try:
-            line = self._lines.get_nowait()
-        except queue.Empty:
-            return None
-        if line is None:
-            self._lines.put(None)
-            return None
-        return json.loads(line)
-
-    def stop(self) -> None:
-        _stop_process(self.proc)
-        for t in self._threads:
-            t.join(5)
+def NodeProcess(script: str, env: Optional[Dict[str, str]] = None) -> Node:
+    """A long-running Node script in tests/js (it requires its own clients) whose JSON output
+    lines are read as they come (``next``, ``poll``)."""
+    return Node(script, env=env, clients=False)
 
 
 class SioClient:

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
-import socket
-import subprocess
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -21,8 +18,10 @@ from werkzeug.serving import make_server
 
 from flask_feathers import errors
 
+from support.node import installed as node_clients_installed, run_node
+from support.waiting import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-JS_DIR = os.path.join(HERE, 'js')
 ARTIFACTS = os.path.join(HERE, 'artifacts')
 
 
@@ -185,22 +184,6 @@ def app() -> Flask:
 
 # -- live servers ----------------------------------------------------------------------------------
 
-def terminate(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM ``proc`` and wait; SIGKILL it if it is still there after ``timeout`` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 class LiveServer:
     """A Flask app served by Werkzeug's threaded server on 127.0.0.1 in a background thread."""
 
@@ -239,38 +222,10 @@ def live_server() -> Iterator[Callable[[Flask], LiveServer]]:
 
 # -- real JavaScript clients ------------------------------------------------------------------------
 
-class NodeError(AssertionError):
-    pass
-
-
-def run_node(script: str, timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> List[Any]:
-    """Run ``script`` with Node in tests/js (where the npm clients are installed).
-
-    The script prints one JSON value per line with ``out(value)``; calls ``done()`` at the end.
-    Returns the printed values; fails with Node's output on a non-zero exit or a time-out.
-    """
-    prelude = (
-        "const out = (v) => process.stdout.write(JSON.stringify(v === undefined ? null : v) + '\\n');\n"
-        "const done = (code) => setTimeout(() => process.exit(code || 0), 10);\n"
-        "const fail = (why) => { process.stderr.write('FAIL: ' + why + '\\n'); process.exit(3); };\n"
-        "process.on('unhandledRejection', (e) => fail('unhandled rejection: ' + (e && e.stack || e)));\n"
-    )
-    try:
-        proc = subprocess.run(['node', '-e', prelude + script], cwd=JS_DIR, capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    except subprocess.TimeoutExpired as exc:
-        raise NodeError(f'node script did not finish within {timeout} s\nstdout:\n{exc.stdout}\n'
-                        f'stderr:\n{exc.stderr}') from None
-    if proc.returncode != 0:
-        raise NodeError(f'node exited with {proc.returncode}\nstdout:\n{proc.stdout}\n'
-                        f'stderr:\n{proc.stderr}')
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-
-
 @pytest.fixture
 def node() -> Callable[..., List[Any]]:
     """``node(script, timeout=30)``: run a Node script against live servers (see run_node)."""
-    if not os.path.isdir(os.path.join(JS_DIR, 'node_modules')):
+    if not node_clients_installed():
         pytest.fail('the npm test clients are not installed: run scripts/test (it runs npm ci in '
                     'tests/js)')
     return run_node

@@ -12,8 +12,9 @@ from typing import List
 import pytest
 import requests
 
-from test_connection_layer import (Node, proc_status, proc_threads, start_server_script,
-                                   stop_process, wait_for_http, wait_until)
+from support.node import Node
+from support.waiting import (kill, proc_status, proc_threads, start_server_script, wait_for,
+                             wait_for_http)
 
 #: ``python server.py PORT``: api.run, 5 s for a request head, 20 socket connections per
 #: address in 10 s, a broadcast of every created todo.
@@ -101,7 +102,7 @@ def test_unfinished_heads_and_a_connection_flood_leave_good_clients_served(tmp_p
     held: List[socket.socket] = []
     good = None
     try:
-        wait_for_http(url, proc, log_path)
+        wait_for_http(url + '/primus', proc, log_path, 30, lambda r: r.status_code == 426)
         good = Node(GOOD, url)
         good.expect('ready', 30)
         threads_before, rss_before = proc_threads(proc.pid), rss_kb(proc.pid)
@@ -179,7 +180,7 @@ def test_unfinished_heads_and_a_connection_flood_leave_good_clients_served(tmp_p
             f"threads went from {threads_before} to {peak['threads']}"
         assert peak['rss'] <= rss_before + 150 * 1024, \
             f"RSS went from {rss_before} KB to {peak['rss']} KB"
-        wait_until(lambda: proc_threads(proc.pid) <= threads_before + 5, 30,
+        wait_for(lambda: proc_threads(proc.pid) <= threads_before + 5, 30,
                    'the threads to come back to their level', lambda: proc_threads(proc.pid))
 
         # A 100 MB body is refused at once, before it is read: RSS does not move.
@@ -198,4 +199,4 @@ def test_unfinished_heads_and_a_connection_flood_leave_good_clients_served(tmp_p
             sock.close()
         if good is not None:
             good.stop()
-        stop_process(proc)
+        kill(proc)

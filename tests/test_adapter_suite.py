@@ -40,7 +40,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from conftest import ARTIFACTS, JS_DIR, LiveServer, terminate
+from conftest import ARTIFACTS, LiveServer
+from support.node import JS_DIR
+from support.waiting import terminate
 
 from flask_feathers import Feathers, MemoryService, rest, socketio
 from flask_feathers import _pagination as q

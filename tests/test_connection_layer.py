@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 import requests
@@ -36,8 +36,11 @@ from wsproto.extensions import PerMessageDeflate
 from flask_feathers import Feathers, MemoryService, primus, socketio, transport
 from flask_feathers.testing import wait_for_dispatch
 
-from _raw_ws import assert_server_hung_up, masked_text, raw_upgrade
-from conftest import JS_DIR, free_port
+from support.node import CLIENTS, Node
+from support.waiting import (free_port, kill, listening, open_fds, proc_threads,
+                             start_server_script, wait_for, wait_for_http)
+from support.ws import (assert_server_hung_up, masked_close, masked_text, parse_frame,
+                        raw_upgrade, read_close_code)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIO_PATH = '/socket.io/?EIO=4&transport=websocket'
@@ -47,129 +50,12 @@ THREADS_PER_200 = 20
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               describe: Optional[Callable[[], Any]] = None) -> Any:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` (and ``describe()``, the state
-    seen last) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f'; last seen: {describe()}' if describe is not None else ''
-            pytest.fail(f'timed out after {timeout} s waiting for {what}{seen}')
-        tick.wait(0.02)
-
-
 def thread_names() -> Dict[str, int]:
     """Live threads of this process by name, with trailing numbers dropped."""
     names = collections.Counter()
     for thread in threading.enumerate():
         names[thread.name.rstrip('0123456789-').rstrip(' (')] += 1
     return dict(names)
-
-
-def open_fds() -> int:
-    return len(os.listdir('/proc/self/fd'))
-
-
-def proc_status(pid: int, field: str) -> int:
-    """A number of ``/proc/<pid>/status`` (``Threads``, ``VmRSS`` in KB...)."""
-    with open(f'/proc/{pid}/status') as fh:
-        for line in fh:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise AssertionError(f'no {field} line for {pid}')
-
-
-def proc_threads(pid: int) -> int:
-    return proc_status(pid, 'Threads')
-
-
-NODE_PRELUDE = (
-    "const out = (v) => process.stdout.write(JSON.stringify(v === undefined ? null : v) + '\\n');\n"
-    "const done = (code) => setTimeout(() => process.exit(code || 0), 10);\n"
-    "const fail = (why) => { process.stderr.write('FAIL: ' + why + '\\n'); process.exit(3); };\n"
-    "process.on('unhandledRejection', (e) => fail('unhandled rejection: ' + (e && e.stack || e)));\n"
-)
-#: The npm clients; conftest's ``node`` fixture has the rest of the prelude.
-CLIENTS = (
-    "const { io } = require('socket.io-client');\n"
-    "const Primus = require('primus');\n"
-    "const PrimusSocket = Primus.createSocket({transformer: 'websockets',\n"
-    "                                          plugin: {emitter: require('primus-emitter')}});\n"
-    "const URL = process.env.SERVER_URL;\n"
-)
-
-
-class Node:
-    """A Node script (tests/js's npm clients) running beside the test: it prints JSON lines with
-    ``out(value)``; the test reads them as they come (:meth:`expect`) and may write a line to its
-    stdin (:meth:`tell`)."""
-
-    def __init__(self, script: str, url: str, **env: str) -> None:
-        if not os.path.isdir(os.path.join(JS_DIR, 'node_modules')):
-            pytest.fail('the npm test clients are not installed: run scripts/test')
-        self.proc = subprocess.Popen(
-            ['node', '-e', NODE_PRELUDE + CLIENTS + script], cwd=JS_DIR, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, 'SERVER_URL': url, **env})
-        self.lines: 'queue.Queue[Optional[str]]' = queue.Queue()
-        self.seen: List[Any] = []
-        self.stderr: List[str] = []
-        self.readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True)]
-        for reader in self.readers:
-            reader.start()
-
-    def _read(self, stream: Any, out: bool) -> None:
-        for line in stream:
-            if out:
-                self.lines.put(line)
-            else:
-                self.stderr.append(line)
-        if out:
-            self.lines.put(None)
-
-    def expect(self, key: str, timeout: float) -> Any:
-        """The value of the next printed ``{key: value}``; fails on a time-out or an early exit."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f'node: no {key!r} within {timeout} s; printed {self.seen[-5:]}; '
-                            f'stderr: {"".join(self.stderr)[-2000:]}')
-            if line is None:
-                self.lines.put(None)
-                self.proc.wait(5)
-                pytest.fail(f'node exited ({self.proc.returncode}) before printing {key!r}; '
-                            f'printed {self.seen[-5:]}; stderr: {"".join(self.stderr)[-2000:]}')
-            value = json.loads(line)
-            self.seen.append(value)
-            if isinstance(value, dict) and key in value:
-                return value[key]
-
-    def tell(self, line: str = 'go') -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + '\n')
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        for reader in self.readers:
-            reader.join(5)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                try:
-                    stream.close()
-                except BrokenPipeError:
-                    pass
 
 
 def raw_socketio(port: int) -> socket.socket:
@@ -181,45 +67,6 @@ def raw_socketio(port: int) -> socket.socket:
 
 def raw_primus(port: int) -> socket.socket:
     return raw_upgrade(port, '/primus')
-
-
-def masked_close(code: int) -> bytes:
-    payload = code.to_bytes(2, 'big')
-    mask = os.urandom(4)
-    return bytes([0x88, 0x80 | len(payload)]) + mask + bytes(
-        b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def read_close_code(sock: socket.socket, timeout: float = 10.0) -> int:
-    """Read server frames until the close frame; its status code (text frames are skipped)."""
-    sock.settimeout(timeout)
-    buf = bytearray()
-    while True:
-        while len(buf) >= 2:
-            length, head = buf[1] & 0x7F, 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                length, head = int.from_bytes(buf[2:4], 'big'), 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                length, head = int.from_bytes(buf[2:10], 'big'), 10
-            if len(buf) < head + length:
-                break
-            opcode, payload = buf[0] & 0x0F, bytes(buf[head:head + length])
-            del buf[:head + length]
-            if opcode == 0x8:
-                assert len(payload) >= 2, 'a close frame without a status code'
-                return int.from_bytes(payload[:2], 'big')
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            pytest.fail(f'no close frame within {timeout} s')
-        except ConnectionResetError:
-            pytest.fail('the connection was reset instead of closed with a close frame')
-        assert chunk, 'the server hung up without a close frame'
-        buf.extend(chunk)
 
 
 def close_all(socks: List[socket.socket]) -> None:
@@ -281,12 +128,12 @@ def test_idle_connections_hold_no_thread_and_leave_no_trace(live_server, stopped
         # Every registry holds all 200, except engine.io's and Primus's own: 100 each.
         grown = {k: v + (100 if k in ('engine.io sockets', 'primus sparks') else 200)
                  for k, v in before.items()}
-        wait_until(lambda: levels(state) == grown, 20,
+        wait_for(lambda: levels(state) == grown, 20,
                    '100 Socket.IO and 100 Primus clients in every registry',
                    lambda: levels(state))
         # Handshakes ran on request threads and connect handlers on pooled workers; both end by
         # themselves. What stays may be far less than one thread per connection.
-        wait_until(lambda: threading.active_count() - threads_before < THREADS_PER_200, 15,
+        wait_for(lambda: threading.active_count() - threads_before < THREADS_PER_200, 15,
                    f'fewer than {THREADS_PER_200} more threads than before 200 clients connected '
                    f'({threads_before})',
                    lambda: (threading.active_count(), thread_names()))
@@ -297,7 +144,7 @@ def test_idle_connections_hold_no_thread_and_leave_no_trace(live_server, stopped
             if i % 4 < 2:
                 sock.sendall(masked_close(1000))
             sock.close()
-        wait_until(lambda: levels(state) == before, 15,
+        wait_for(lambda: levels(state) == before, 15,
                    f'every registry back to its level before the clients ({before})',
                    lambda: levels(state))
     finally:
@@ -364,23 +211,23 @@ def test_clients_that_vanish_without_closing_are_dropped_by_the_heartbeat(live_s
         for _ in range(100):
             socks.append(raw_socketio(server.port))
             socks.append(raw_primus(server.port))
-        wait_until(lambda: len(connected) == 200, 20, 'the 200 silent clients to connect',
+        wait_for(lambda: len(connected) == 200, 20, 'the 200 silent clients to connect',
                    lambda: len(connected))
         vanished = set(connected)
         # The heartbeat (1 s, and 1 s more for an answer) drops each of them about 2 s after it
         # connected; 10 s (ten intervals) is for a loaded machine, not for the heartbeat.
-        wait_until(lambda: vanished <= gone and levels(state) == before, 10,
+        wait_for(lambda: vanished <= gone and levels(state) == before, 10,
                    f'the 200 silent clients dropped and every registry back to {before}',
                    lambda: (len(vanished & gone), levels(state)))
         for i, sock in enumerate(socks):
             assert sock.fileno() != -1  # still open on our side: the server did not wait for it
             assert_server_hung_up(sock, f'silent client {i}')
         # Their sockets are released on the server's side: this process holds only our ends.
-        wait_until(lambda: open_fds() <= fds_before + len(socks) + 5, 10,
+        wait_for(lambda: open_fds() <= fds_before + len(socks) + 5, 10,
                    f'no more descriptors than ours ({fds_before} + {len(socks)} client sockets)',
                    open_fds)
         # Idle workers end after 2 s: the threads come back to their level.
-        wait_until(lambda: threading.active_count() <= threads_before + 3, 15,
+        wait_for(lambda: threading.active_count() <= threads_before + 3, 15,
                    f'the thread count back to its level ({threads_before})',
                    lambda: (threading.active_count(), thread_names()))
 
@@ -476,15 +323,9 @@ def assert_every_client_was_told_going_away(summary: Dict[str, Any], count: int)
     assert summary['primus'] == {'closed 1001': count, 'reconnects': count}, summary
 
 
-def wait_for_http(url: str, proc: subprocess.Popen, log_path: Any, timeout: float = 30) -> None:
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f'the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}')
-        try:
-            return requests.get(url + '/primus', timeout=2).status_code == 426
-        except requests.RequestException:  # not listening yet, or still booting its worker
-            return False
-    wait_until(up, timeout, f'the server at {url}')
+def wait_for_primus(url: str, proc: subprocess.Popen, log_path: Any) -> None:
+    """Wait until the server process answers a plain GET of /primus (426)."""
+    wait_for_http(url + '/primus', proc, log_path, 30, lambda r: r.status_code == 426)
 
 
 def sigterm_and_time_exit(proc: subprocess.Popen) -> float:
@@ -513,43 +354,24 @@ def sigterm_and_check_going_away(proc: subprocess.Popen, node: Any, log_path: An
     assert_every_client_was_told_going_away(summary, per_transport)
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
-
-
-def start_server_script(tmp_path: Any, source: str) -> tuple:
-    """Run ``source`` as ``python server.py PORT`` (from the repository root): returns
-    ``(process, port, url, log_path)``; the caller stops the process."""
-    script = tmp_path / 'server.py'
-    script.write_text(source)
-    log_path = tmp_path / 'server.log'
-    port = free_port()
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, str(script), str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
-    return proc, port, f'http://127.0.0.1:{port}', log_path
-
-
 def test_sigterm_under_api_run_closes_1000_clients_going_away_within_2s(tmp_path):
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = min(512, hard)
     proc, port, url, log_path = start_server_script(tmp_path, SERVER)
     node = None
     try:
-        wait_for_http(url, proc, log_path)
+        wait_for_primus(url, proc, log_path)
         with open(f'/proc/{proc.pid}/limits') as fh:
             limit = next(line for line in fh if line.startswith('Max open files')).split()[3:5]
         assert limit == [str(hard), str(hard)], f'api.run left the open-files limit at {limit}'
         assert f'open-files limit raised from {low} to {hard}' in log_path.read_text() or \
             low == hard, log_path.read_text()[-2000:]
 
-        node = Node(HOLDERS, url, COUNT='500')
+        node = Node(HOLDERS, url, env={'COUNT': '500'})
         assert node.expect('ready', 60) == 1000
         # 1,000 idle clients: the request threads of their handshakes and the workers of their
         # connect handlers end by themselves (workers after 2 s idle).
-        wait_until(lambda: proc_threads(proc.pid) < 50, 15,
+        wait_for(lambda: proc_threads(proc.pid) < 50, 15,
                    'the server to hold 1,000 idle clients with fewer than 50 threads',
                    lambda: proc_threads(proc.pid))
 
@@ -557,7 +379,7 @@ def test_sigterm_under_api_run_closes_1000_clients_going_away_within_2s(tmp_path
         # handshakes is part of it).
         sigterm_and_check_going_away(proc, node, log_path, 'api.run', 500)
     finally:
-        stop_process(proc)
+        kill(proc)
         if node is not None:
             node.stop()
 
@@ -576,13 +398,13 @@ def test_sigterm_under_gunicorn_closes_clients_going_away_within_2s(tmp_path):
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     node = None
     try:
-        wait_for_http(url, proc, log_path)
-        node = Node(HOLDERS, url, COUNT='10')
+        wait_for_primus(url, proc, log_path)
+        node = Node(HOLDERS, url, env={'COUNT': '10'})
         assert node.expect('ready', 30) == 20
         # Before the connection layer one Socket.IO client held gunicorn's exit for 31.7 s.
         sigterm_and_check_going_away(proc, node, log_path, 'gunicorn', 10)
     finally:
-        stop_process(proc)
+        kill(proc)
         if node is not None:
             node.stop()
 
@@ -598,7 +420,7 @@ def test_api_close_sends_every_socket_a_going_away_close_frame(live_server, stop
             socks.append(raw_primus(server.port))
         # Connected, and handed over to the hub (a Primus client is in the registry from before
         # its handshake).
-        wait_until(lambda: levels(state)['connection registry'] == 10 and
+        wait_for(lambda: levels(state)['connection registry'] == 10 and
                    levels(state)['hub connections'] == 10, 10, '10 clients connected',
                    lambda: levels(state))
         closing = threading.Thread(target=api.close, daemon=True)
@@ -611,7 +433,7 @@ def test_api_close_sends_every_socket_a_going_away_close_frame(live_server, stop
         assert codes == [1001] * 10
         closing.join(10)
         assert not closing.is_alive(), 'api.close() did not return'
-        wait_until(lambda: levels(state) == dict.fromkeys(levels(state), 0), 10,
+        wait_for(lambda: levels(state) == dict.fromkeys(levels(state), 0), 10,
                    'every registry empty after api.close()', lambda: levels(state))
     finally:
         close_all(socks)
@@ -707,22 +529,13 @@ class DeflateClient:
 
     def _walk(self, data: bytes) -> None:
         self.raw.extend(data)
-        buf = self.raw
-        while len(buf) >= 2:
-            length, head = buf[1] & 0x7F, 2
-            if length == 126:
-                if len(buf) < 4:
-                    return
-                length, head = int.from_bytes(buf[2:4], 'big'), 4
-            elif length == 127:
-                if len(buf) < 10:
-                    return
-                length, head = int.from_bytes(buf[2:10], 'big'), 10
-            if len(buf) < head + length:
+        while True:
+            frame = parse_frame(self.raw)
+            if frame is None:
                 return
-            if buf[0] & 0x0F in (0x1, 0x2):
-                self.compressed.append(bool(buf[0] & 0x40))
-            del buf[:head + length]
+            first, opcode, _ = frame
+            if opcode in (0x1, 0x2):
+                self.compressed.append(bool(first & 0x40))
 
     def receive(self, count: int, skip: tuple = (), timeout: float = 10.0) -> List[str]:
         self.sock.settimeout(timeout)
@@ -801,7 +614,7 @@ def test_a_permessage_deflate_client_gets_broadcasts_right(live_server, stopped_
             for client in clients:  # events reach a client once it got its CONNECT
                 opened, connect = client.receive(2, skip=('2',))
                 assert opened.startswith('0{') and connect.startswith('40{'), (opened, connect)
-        wait_until(lambda: len(state.connections) == 2, 10, 'both clients connected',
+        wait_for(lambda: len(state.connections) == 2, 10, 'both clients connected',
                    lambda: len(state.connections))
         count = 30
         with app.app_context():
@@ -956,9 +769,9 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
     proc, port, url, log_path = start_server_script(tmp_path, POOLED_SERVER)
     socks: List[socket.socket] = []
     try:
-        wait_until(lambda: proc.poll() is not None or
+        wait_for(lambda: proc.poll() is not None or
                    requests.get(url + '/todos', timeout=5).status_code == 200
-                   if _listening(port) else False, 30, 'api.run to answer')
+                   if listening(port) else False, 30, 'api.run to answer')
         assert proc.poll() is None, log_path.read_text()[-3000:]
         baseline = proc_threads(proc.pid)
 
@@ -974,7 +787,7 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            wait_until(lambda: _accepted(proc.pid, port) >= 400, 30,
+            wait_for(lambda: _accepted(proc.pid, port) >= 400, 30,
                        'the server to accept the 400 connections',
                        lambda: _accepted(proc.pid, port))
             idle_threads = proc_threads(proc.pid)
@@ -1010,7 +823,7 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
         silent = socket.create_connection(('127.0.0.1', port), timeout=30)
         socks.append(silent)
         assert silent.recv(1) == b'', 'the server answered a connection that sent nothing'
-        wait_until(lambda: 'sent no request within 2 s' in log_path.read_text(), 10,
+        wait_for(lambda: 'sent no request within 2 s' in log_path.read_text(), 10,
                    'the log line for the silent connection')
 
         # Slowloris: 300 connections send half a request head and then nothing. They take no
@@ -1028,20 +841,12 @@ def test_api_run_serves_requests_on_the_worker_pool_not_a_thread_per_connection(
                 assert sock.recv(1) == b'', 'the server answered an unfinished request head'
             except ConnectionResetError:
                 pass
-        wait_until(lambda: 'was not complete within 2 s' in log_path.read_text(), 10,
+        wait_for(lambda: 'was not complete within 2 s' in log_path.read_text(), 10,
                    'the log line for the unfinished request heads')
     finally:
         for sock in socks:
             sock.close()
-        stop_process(proc)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(('127.0.0.1', port), timeout=2).close()
-        return True
-    except OSError:
-        return False
+        kill(proc)
 
 
 def _accepted(pid: int, port: int) -> int:
@@ -1080,7 +885,7 @@ def test_a_handed_over_primus_socket_gets_no_http_response_after_it(live_server,
     ws = simple_websocket.Client.connect(f'ws://127.0.0.1:{server.port}/primus')
     try:
         requests.get(server.url + '/primus', timeout=10)  # a plain request: 426, logged
-        wait_until(lambda: any('426' in r.getMessage() for r in caplog.records), 10,
+        wait_for(lambda: any('426' in r.getMessage() for r in caplog.records), 10,
                    "Werkzeug's log line for the plain request")
         primus_lines = [r.getMessage() for r in caplog.records
                         if '/primus' in r.getMessage() and '426' not in r.getMessage()]
@@ -1139,7 +944,7 @@ api.run(app, host='127.0.0.1', port=int(sys.argv[1]))
 def test_an_upgrade_served_without_werkzeugs_handler_looks_the_same_to_the_app(tmp_path):
     proc, port, _, log_path = start_server_script(tmp_path, ECHO_SERVER)
     try:
-        wait_until(lambda: proc.poll() is not None or _listening(port), 30, 'api.run to listen')
+        wait_for(lambda: proc.poll() is not None or listening(port), 30, 'api.run to listen')
         assert proc.poll() is None, log_path.read_text()[-3000:]
         target = '/echo/caf%C3%A9/x%20y?q=%20z&u=%E2%9C%93&q2=a+b'
 
@@ -1170,4 +975,4 @@ def test_an_upgrade_served_without_werkzeugs_handler_looks_the_same_to_the_app(t
         assert plain['args'] == {'q': ' z', 'u': '✓', 'q2': 'a b'}
         assert upgraded == plain
     finally:
-        stop_process(proc)
+        kill(proc)

@@ -6,13 +6,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from _doc_examples import DOCS, code_blocks
-from conftest import free_port
+from support.waiting import free_port, wait_for_http
 
 NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
 
@@ -42,18 +41,6 @@ def documented(language):
     return blocks
 
 
-def wait_for(url, proc, log, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return requests.get(url, timeout=5)
-        except requests.RequestException:
-            # not listening yet, or a gunicorn worker still booting (slow on a loaded machine)
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f'{url} did not answer:\n{log.read_text()[-3000:]}')
-            time.sleep(0.1)  # polling a port that is not open yet: nothing to await
-
-
 @pytest.fixture
 def deployment(tmp_path):
     if not os.path.exists(NGINX):
@@ -77,7 +64,7 @@ def deployment(tmp_path):
                 procs.append((subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out,
                                                stderr=subprocess.STDOUT), log))
         for (proc, log), port in zip(procs, ports):
-            wait_for(f'http://127.0.0.1:{port}/todos', proc, log)
+            wait_for_http(f'http://127.0.0.1:{port}/todos', proc, log)
 
         site = documented('nginx')[0]
         site = site.replace('listen 80;', f'listen 127.0.0.1:{proxy_port};')
@@ -97,7 +84,7 @@ def deployment(tmp_path):
                                       'daemon off;'], stdout=out, stderr=subprocess.STDOUT)
         procs.append((nginx, nginx_log))
         url = f'http://127.0.0.1:{proxy_port}'
-        wait_for(url + '/todos', nginx, tmp_path / 'logs' / 'error.log')
+        wait_for_http(url + '/todos', nginx, tmp_path / 'logs' / 'error.log')
         yield url, [f'http://127.0.0.1:{port}' for port in ports]
     finally:
         for proc, _ in procs:

@@ -14,7 +14,8 @@ import pytest
 from flask import Flask
 
 from flask_feathers import Feathers, MemoryService, primus, socketio
-from test_fuzz_transports import TOKEN, RawPrimus, RawSocketIO, ServerProcess
+from support.clients import TOKEN, RawPrimus, RawSocketIO
+from test_fuzz_transports import ServerProcess
 
 
 class FaultyTodos(MemoryService):

@@ -9,24 +9,23 @@ quoted in docs_reliability.rst.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
 import random
-import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import pytest
 
+from support.clients import TOKEN, RawPrimus, RawSocketIO
+from support.ws import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Closed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TOKEN = 'good-token'
 
 
 # -- the server app (runs in the subprocess) -------------------------------------------------------
@@ -136,7 +135,7 @@ class ServerProcess:
     """The fuzz app in a subprocess on a free port; ``stats()`` asks it about itself over REST."""
 
     def __init__(self, options: Optional[dict] = None) -> None:
-        from conftest import free_port
+        from support.waiting import free_port
         self.port = free_port()
         self.log = open(os.path.join(HERE, 'artifacts', f'fuzz-server-{self.port}.log'), 'w+') \
             if os.path.isdir(os.path.join(HERE, 'artifacts')) else subprocess.DEVNULL
@@ -187,236 +186,6 @@ class ServerProcess:
         self.proc.stdout.close()
         if self.log is not subprocess.DEVNULL:
             self.log.close()
-
-
-# -- a raw WebSocket client ------------------------------------------------------------------------
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-
-
-class Closed(Exception):
-    """The server closed the connection."""
-
-
-class RawWS:
-    """A minimal WebSocket client over a plain socket: any frame can be sent, even invalid ones.
-
-    ``recv()`` answers pings and returns ``(opcode, payload)`` of data frames; a close frame or EOF
-    raises :class:`Closed`.
-    """
-
-    def __init__(self, port: int, path: str, headers: Optional[Dict[str, str]] = None,
-                 timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b''
-        self.status = 0
-        self.response_headers: Dict[str, str] = {}
-        self.body = b''
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f'GET {path} HTTP/1.1', f'Host: 127.0.0.1:{port}', 'Upgrade: websocket',
-                 'Connection: Upgrade', f'Sec-WebSocket-Key: {key}', 'Sec-WebSocket-Version: 13']
-        lines += [f'{k}: {v}' for k, v in (headers or {}).items()]
-        try:
-            self.sock.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode())
-            while b'\r\n\r\n' not in self.buf:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    break
-                self.buf += chunk
-        except OSError:
-            self.close()
-            raise
-        head, _, self.buf = self.buf.partition(b'\r\n\r\n')
-        first, *rest = head.decode('latin-1').split('\r\n')
-        self.status = int(first.split()[1]) if len(first.split()) > 1 else 0
-        for line in rest:
-            k, _, v = line.partition(':')
-            self.response_headers[k.strip().lower()] = v.strip()
-        if self.status != 101:
-            length = int(self.response_headers.get('content-length', '0') or 0)
-            try:
-                while len(self.buf) < length:
-                    chunk = self.sock.recv(65536)
-                    if not chunk:
-                        break
-                    self.buf += chunk
-            except OSError:
-                pass
-            self.body = self.buf
-            self.close()
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == 101
-
-    # sending
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0,
-                   length: Optional[int] = None) -> None:
-        """One frame; ``length`` may lie about the payload's length (a huge header)."""
-        n = len(payload) if length is None else length
-        head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack('!H', n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack('!Q', n)
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if len(payload) < 4096 \
-            else _mask_fast(payload, mask)
-        self.sock.sendall(head + mask + masked)
-
-    def send_text(self, text: str) -> None:
-        self.send_frame(OP_TEXT, text.encode('utf-8', 'surrogatepass'))
-
-    def send_binary(self, data: bytes) -> None:
-        self.send_frame(OP_BINARY, data)
-
-    # receiving
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
-            if not chunk:
-                raise Closed('EOF')
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv(self, timeout: float = 10.0) -> Tuple[int, bytes]:
-        """The next data frame; raises socket.timeout when none comes within ``timeout``."""
-        self.sock.settimeout(timeout)
-        while True:
-            b0, b1 = self._read(2)
-            opcode, n = b0 & 0x0F, b1 & 0x7F
-            if n == 126:
-                n = struct.unpack('!H', self._read(2))[0]
-            elif n == 127:
-                n = struct.unpack('!Q', self._read(8))[0]
-            payload = self._read(n)
-            if opcode == OP_PING:
-                self.send_frame(OP_PONG, payload)
-            elif opcode == OP_CLOSE:
-                raise Closed(payload[:2].hex() if payload else 'no code')
-            elif opcode in (OP_TEXT, OP_BINARY, OP_CONT):
-                return opcode, payload
-
-    def recv_text(self, timeout: float = 10.0) -> str:
-        return self.recv(timeout)[1].decode('utf-8')
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:  # pragma: no cover
-            pass
-
-    def __enter__(self) -> 'RawWS':
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _mask_fast(payload: bytes, mask: bytes) -> bytes:
-    n = len(payload)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], 'big')
-    return (int.from_bytes(payload, 'big') ^ key).to_bytes(n, 'big')
-
-
-class RawSocketIO:
-    """Engine.IO 4 / Socket.IO 5 text packets over :class:`RawWS` (answers engine.io pings)."""
-
-    def __init__(self, port: int, auth: Any = None, connect: bool = True,
-                 headers: Optional[Dict[str, str]] = None) -> None:
-        self.ws = RawWS(port, '/socket.io/?EIO=4&transport=websocket', headers)
-        self.pending: List[str] = []
-        self.connect_answer: Optional[str] = None
-        if not self.ws.accepted:
-            return
-        opened = self.ws.recv_text()
-        assert opened.startswith('0{'), opened
-        if connect:
-            self.ws.send_text('40' + (json.dumps(auth) if auth is not None else ''))
-            self.connect_answer = self.next_packet(lambda p: p.startswith(('0', '4')))
-
-    @property
-    def connected(self) -> bool:
-        return bool(self.connect_answer and self.connect_answer.startswith('0'))
-
-    def send(self, packet: str) -> None:
-        self.ws.send_text('4' + packet)
-
-    def next_packet(self, predicate, timeout: float = 10.0) -> str:
-        """The next socket.io packet (engine.io ``4`` stripped) matching ``predicate``; others
-        are kept for later calls."""
-        for i, p in enumerate(self.pending):
-            if predicate(p):
-                return self.pending.pop(i)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f'no matching Socket.IO packet within {timeout:g} s; '
-                                     f'kept: {self.pending[:5]}')
-            _, payload = self.ws.recv(left)
-            text = payload.decode('utf-8')
-            if text == '2':
-                self.ws.send_text('3')
-                continue
-            if text.startswith('4'):
-                p = text[1:]
-                if predicate(p):
-                    return p
-                self.pending.append(p)
-
-    def ack(self, ack_id: int, timeout: float = 10.0) -> list:
-        prefix = f'3{ack_id}['
-        p = self.next_packet(lambda p: p.startswith(prefix), timeout)
-        return json.loads(p[len(prefix) - 1:])
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-class RawPrimus:
-    """Primus frames over :class:`RawWS`."""
-
-    def __init__(self, port: int, token: Optional[str] = TOKEN,
-                 headers: Optional[Dict[str, str]] = None) -> None:
-        query = f'?token={token}' if token is not None else ''
-        self.ws = RawWS(port, f'/primus{query}', headers)
-        self.pending: List[Any] = []
-
-    def send(self, value: Any) -> None:
-        self.ws.send_text(json.dumps(value))
-
-    def next_frame(self, predicate, timeout: float = 10.0) -> Any:
-        for i, f in enumerate(self.pending):
-            if predicate(f):
-                return self.pending.pop(i)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f'no matching Primus frame within {timeout:g} s; '
-                                     f'kept: {self.pending[:5]}')
-            _, payload = self.ws.recv(left)
-            frame = json.loads(payload)
-            if isinstance(frame, str) and frame.startswith('primus::ping::'):
-                self.send('primus::pong::' + frame[len('primus::ping::'):])
-                continue
-            if predicate(frame):
-                return frame
-            self.pending.append(frame)
-
-    def ack(self, ack_id: int, timeout: float = 10.0) -> list:
-        frame = self.next_frame(lambda f: isinstance(f, dict) and f.get('type') == 1
-                                and f.get('id') == ack_id, timeout)
-        return frame['data']
-
-    def close(self) -> None:
-        self.ws.close()
-
 
 
 # -- the tests ------------------------------------------------------------------------------------

@@ -2,12 +2,11 @@
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from conftest import free_port, terminate
+from support.waiting import free_port, kill, terminate, wait_for_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The options of the gunicorn command in docs/deployment.rst (checked below).
@@ -28,19 +27,14 @@ def gunicorn_server(tmp_path):
                              '-b', f'127.0.0.1:{port}', 'gunicorn_app:app'],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(url + '/todos', timeout=5)
-            break
-        except requests.RequestException:
-            # refused before the master listens; a read time-out while the worker still boots
-            # (the master accepts on its behalf), which takes seconds on a loaded machine
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log.close()
-                pytest.fail('gunicorn did not start:\n' + (tmp_path / 'gunicorn.log').read_text())
-            time.sleep(0.1)  # polling a port that is not open yet: nothing to await
+    try:
+        # refused before the master listens; a read time-out while the worker still boots (the
+        # master accepts on its behalf), which takes seconds on a loaded machine
+        wait_for_http(url + '/todos', proc, tmp_path / 'gunicorn.log')
+    except AssertionError as exc:
+        kill(proc)
+        log.close()
+        pytest.fail(f'gunicorn did not start: {exc}')
     yield url
     terminate(proc)
     log.close()

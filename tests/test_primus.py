@@ -352,7 +352,7 @@ def test_direct_writes_keep_order_when_the_socket_buffer_fills_and_drains(live_s
     from flask_feathers import MemoryService
     from flask_feathers.testing import wait_for_dispatch
 
-    from _raw_ws import assert_events_in_order, events_to_fill_buffers, raw_upgrade, read_frames
+    from support.ws import assert_events_in_order, events_to_fill_buffers, raw_upgrade, read_frames
 
     body = 'z' * 20000
     count = events_to_fill_buffers(len(body))
@@ -389,7 +389,7 @@ def test_a_broadcast_is_framed_once_for_every_spark(prebuilt_frames, live_server
     from flask_feathers import MemoryService
     from flask_feathers.testing import wait_for_dispatch
 
-    from _raw_ws import raw_upgrade, read_frames
+    from support.ws import raw_upgrade, read_frames
 
     built = prebuilt_frames
     app = Flask('primus_frame_once')

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import free_port
+from support.waiting import free_port
 
 playwright = pytest.importorskip('playwright.sync_api')
 

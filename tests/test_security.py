@@ -13,8 +13,9 @@ import requests
 from flask import Flask
 
 from flask_feathers import Feathers, errors, primus, rest, socketio
-from test_fuzz_transports import (TOKEN, RawPrimus, RawSocketIO, RawWS, ServerProcess,
-                                 peak_rss_kb, rss_kb, OP_TEXT)
+from support.clients import TOKEN, RawPrimus, RawSocketIO
+from support.ws import OP_TEXT, RawWS
+from test_fuzz_transports import ServerProcess, peak_rss_kb, rss_kb
 
 
 class Recorder:
@@ -388,7 +389,7 @@ def test_a_socketio_client_that_never_connects_a_namespace_is_closed(live_server
     # only when the server closed it 1 s later in about half of the runs (it seems to leave a
     # frame that came in the same segment as the 101 unread), while raw clients always got it
     # at once; so it never sent CONNECT in time.
-    from _raw_ws import assert_server_hung_up, masked_text, raw_upgrade, read_frames
+    from support.ws import assert_server_hung_up, masked_text, raw_upgrade, read_frames
 
     app = Flask('handshake')
     app.config['FEATHERS_HANDSHAKE_TIMEOUT'] = 1

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import free_port
+from support.waiting import free_port
 
 APP = """
 import sys

@@ -8,7 +8,7 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, primus, socketio
 from flask_feathers.testing import wait_for_dispatch
 
-from _raw_ws import assert_server_hung_up, masked_text, raw_upgrade
+from support.ws import assert_server_hung_up, masked_text, raw_upgrade
 
 BIG = 'x' * 60000
 
