@@ -7,7 +7,9 @@ import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
-from flask import Flask
+
+pytest.register_assert_rewrite('support')
+from flask import Flask  # noqa: E402
 from hypothesis import settings
 
 # Hypothesis' per-example deadline measures wall time: on a loaded 2-core CI machine that is noise,
@@ -19,6 +21,8 @@ from werkzeug.serving import make_server
 from flask_feathers import errors
 
 from support.node import installed as node_clients_installed, run_node
+from support.services import (mysql_engine, new_service, pg_engine, services,  # noqa: F401
+                              sqlite_url)  # fixtures, for every test module
 from support.waiting import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from support.clients import TOKEN, RawPrimus, RawSocketIO
+from support.waiting import wait_for
 from support.ws import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Closed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -166,14 +167,12 @@ class ServerProcess:
 
     def wait_stats(self, predicate, timeout: float, what: str) -> Dict[str, Any]:
         """Poll ``stats()`` until ``predicate(stats)``; fail saying ``what`` otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            stats = self.stats()
-            if predicate(stats):
-                return stats
-            if time.monotonic() > deadline:
-                raise AssertionError(f'{what} not reached within {timeout:g} s: {stats}')
-            time.sleep(0.1)
+        seen: List[Dict[str, Any]] = []
+
+        def reached() -> Any:
+            seen.append(self.stats())
+            return (seen[-1],) if predicate(seen[-1]) else None
+        return wait_for(reached, timeout, what, lambda: seen[-1], interval=0.1)[0]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -4,12 +4,6 @@ import pytest
 from flask_feathers.errors import BadRequest, Conflict, NotFound
 from flask_feathers.memory import MemoryService, coerce_like
 
-pytest.register_assert_rewrite('services_conformance', 'tests.services_conformance')
-
-try:  # the conformance tests run here with this module's make_service fixture
-    from .services_conformance import *  # noqa: F401,F403
-except ImportError:
-    from services_conformance import *  # noqa: F401,F403
 
 
 @pytest.fixture

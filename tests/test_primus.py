@@ -203,7 +203,7 @@ def test_silent_client_is_dropped(live_server):
             dropped.set()
         waiter = threading.Thread(target=wait_close)
         waiter.start()
-        assert dropped.wait(5), 'a silent client was not dropped'
+        assert dropped.wait(15), 'a silent client was not dropped'
         waiter.join(5)
     finally:
         close_quietly(ws)

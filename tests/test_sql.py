@@ -21,14 +21,7 @@ from flask_feathers.errors import BadRequest, Conflict, FeathersError
 from flask_feathers.memory import MemoryService
 from flask_feathers.sql import SQLService
 
-pytest.register_assert_rewrite('services_conformance', 'tests.services_conformance')
-
-try:  # the conformance tests run here with this module's make_service fixture
-    from .services_conformance import *  # noqa: F401,F403
-    from .services_conformance import PEOPLE, seed
-except ImportError:
-    from services_conformance import *  # noqa: F401,F403
-    from services_conformance import PEOPLE, seed
+from support.services import PEOPLE, names, seed
 
 PG_URL = os.environ.get('FEATHERS_TEST_POSTGRES_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test')
 MYSQL_URL = os.environ.get('FEATHERS_TEST_MYSQL_URL',

@@ -50,7 +50,7 @@ def test_fake_connection_records_and_waits():
     assert conn.params == {'user': 'u'} and conn.provider == 'test'
     assert FakeConnection().id != conn.id
     threading.Thread(target=conn.send, args=('todos created', {'id': 1})).start()
-    assert conn.wait_for(1, timeout=2) == [('todos created', {'id': 1})]
+    assert conn.wait_for(1, timeout=10) == [('todos created', {'id': 1})]
     conn.send('todos removed', {'id': 1})
     assert conn.events('todos removed') == [{'id': 1}]
     assert conn.events() == [{'id': 1}, {'id': 1}]

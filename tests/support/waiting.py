@@ -96,8 +96,9 @@ def wait_for_http(url: str, proc: subprocess.Popen, log_path: Any, timeout: floa
             response = requests.get(url, timeout=5)
         except requests.RequestException:  # not listening yet, or still booting its worker
             return None
-        return response if ready(response) else None
-    return wait_for(up, timeout, f'the server at {url}', lambda: _tail(log_path))
+        # a tuple: a Response is falsy for a 4xx status, which may be the answer awaited
+        return (response,) if ready(response) else None
+    return wait_for(up, timeout, f'the server at {url}', lambda: _tail(log_path))[0]
 
 
 def _tail(log_path: Any) -> str:
