@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 from typing import Any, Dict, List, Optional
 
 import pytest
 import requests
-import simple_websocket
 
 # The demo package sits at the repository root, which a bare `pytest` does not put on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo import BUNDLED_SOCKETIO_CLIENT, api, close_app, create_app  # noqa: E402
 from demo.services import DEMO_PASSWORDS  # noqa: E402
 from flask_feathers import errors
-from flask_feathers.providers import _primus_protocol as proto
 from flask_feathers.testing import realtime_client, wait_for_dispatch
+
+from support.clients import PrimusClient  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOCKETIO_MIN_JS = os.path.join(HERE, 'js', 'node_modules', 'socket.io-client', 'dist',
@@ -355,71 +353,6 @@ def test_socketio_typing_is_a_custom_event_for_the_rest_of_the_company(app):
 
 # -- Primus: primus.authorize reads the cookie of the WebSocket upgrade ----------------------------
 
-class _WebSocketClient(simple_websocket.Client):
-    def handshake(self) -> None:
-        super().handshake()
-        # A frame that arrived in the same read as the 101 answer (the server's 'news', sent at
-        # once) waits in wsproto until more data comes; simple-websocket's client only looks at
-        # it then. Take it now (its reader thread has not started yet).
-        self._handle_events()
-
-
-class PrimusClient:
-    """A raw Primus (websockets + emitter) client over simple-websocket, enough for these tests."""
-
-    def __init__(self, url: str, cookie: Optional[str]) -> None:
-        headers = {'Cookie': f'session={cookie}'} if cookie else {}
-        self.ws = _WebSocketClient.connect(url.replace('http', 'ws') + '/primus',
-                                                  headers=headers)
-        self.events: 'queue.Queue[tuple]' = queue.Queue()
-        self.acks: Dict[int, 'queue.Queue[list]'] = {}
-        self.next_ack = 1
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                frame = self.ws.receive()
-            except simple_websocket.ConnectionClosed:
-                return
-            decoded = proto.decode(frame)
-            if isinstance(decoded, proto.Ping):
-                self.ws.send(proto.encode_pong(decoded.value))
-            elif isinstance(decoded, proto.Event):
-                self.events.put((decoded.name, list(decoded.args)))
-            elif isinstance(decoded, proto.Ack):
-                self.acks[decoded.ack_id].put(list(decoded.args))
-
-    def call(self, event: str, *args: Any) -> list:
-        ack_id, self.next_ack = self.next_ack, self.next_ack + 1
-        self.acks[ack_id] = queue.Queue()
-        self.ws.send(proto.encode_event(event, list(args), ack_id))
-        try:
-            return self.acks[ack_id].get(timeout=5)
-        except queue.Empty:
-            raise AssertionError(f'no ack for {event} within 5 s') from None
-
-    def send(self, event: str, *args: Any) -> None:
-        self.ws.send(proto.encode_event(event, list(args)))
-
-    def next_event(self, timeout: float = 5.0) -> tuple:
-        try:
-            return self.events.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f'no event within {timeout} s') from None
-
-    def pending(self) -> list:
-        out = []
-        while not self.events.empty():
-            out.append(self.events.get_nowait())
-        return out
-
-    def close(self) -> None:
-        self.ws.close()
-        self.thread.join(5)
-
-
 UPGRADE = {'Upgrade': 'websocket', 'Connection': 'Upgrade', 'Sec-WebSocket-Version': '13',
            'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ=='}
 
@@ -437,7 +370,8 @@ def test_primus_news_calls_filters_and_typing(app, live_server):
     server = live_server(app)
     cookies = {name: signed_in(app, name).get_cookie('session').value
                for name in ('alice', 'bob', 'carol')}
-    clients = {name: PrimusClient(server.url, cookie) for name, cookie in cookies.items()}
+    clients = {name: PrimusClient(server.url, headers={'Cookie': f'session={cookie}'}, timeout=5)
+               for name, cookie in cookies.items()}
     try:
         alice, bob, carol = clients['alice'], clients['bob'], clients['carol']
         assert alice.next_event() == ('news', [{

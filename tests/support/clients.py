@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from .ws import SIO_PATH, RawWS
+from .ws import SIO_PATH, Closed, RawWS
 
 #: What a raw client signs in with on the fuzz and security servers.
 TOKEN = 'good-token'
@@ -115,3 +115,81 @@ class RawPrimus(_Packets):
 
     def close(self) -> None:
         self.ws.close()
+
+
+class PrimusClient:
+    """A Primus (websockets + emitter) client with a reader thread over :class:`RawWS`: events
+    queue up for :meth:`next_event`, acks for :meth:`call`; Primus pings are answered. A frame
+    the server sends with its 101 answer is not lost (the handshake is read byte by byte)."""
+
+    def __init__(self, url: str, path: str = '/primus', headers: Optional[Dict[str, str]] = None,
+                 timeout: float = 10.0) -> None:
+        import queue
+        import threading
+        from urllib.parse import urlsplit
+        port = urlsplit(url).port
+        assert port is not None, url
+        self.ws = RawWS(port, path, headers)
+        assert self.ws.accepted, f'the upgrade was refused: {self.ws.status} {self.ws.body!r}'
+        self.ws.sock.settimeout(None)
+        self.timeout = timeout
+        self.events: 'queue.Queue[tuple]' = queue.Queue()
+        self.acks: Dict[int, 'queue.Queue[list]'] = {}
+        self.next_ack = 1
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from flask_feathers.providers import _primus_protocol as proto
+        while True:
+            try:
+                _, payload = self.ws.recv(timeout=None)
+            except (Closed, OSError):
+                return
+            decoded = proto.decode(payload.decode('utf-8'))
+            if isinstance(decoded, proto.Ping):
+                self.ws.send_text(proto.encode_pong(decoded.value))
+            elif isinstance(decoded, proto.Event):
+                self.events.put((decoded.name, list(decoded.args)))
+            elif isinstance(decoded, proto.Ack):
+                self.acks[decoded.ack_id].put(list(decoded.args))
+
+    def call(self, event: str, *args: Any) -> list:
+        """Emit ``event`` with an ack; the ack's arguments."""
+        import queue
+        from flask_feathers.providers import _primus_protocol as proto
+        ack_id, self.next_ack = self.next_ack, self.next_ack + 1
+        self.acks[ack_id] = queue.Queue()
+        self.ws.send_text(proto.encode_event(event, list(args), ack_id))
+        try:
+            return self.acks[ack_id].get(timeout=self.timeout)
+        except queue.Empty:
+            raise AssertionError(f'no ack for {event} within {self.timeout} s') from None
+
+    def send(self, event: str, *args: Any) -> None:
+        from flask_feathers.providers import _primus_protocol as proto
+        self.ws.send_text(proto.encode_event(event, list(args)))
+
+    def next_event(self, timeout: Optional[float] = None) -> tuple:
+        import queue
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f'no event within {timeout} s') from None
+
+    def pending(self) -> list:
+        """The events received so far and not taken yet."""
+        out = []
+        while not self.events.empty():
+            out.append(self.events.get_nowait())
+        return out
+
+    def close(self) -> None:
+        import socket
+        try:
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ws.close()
+        self.thread.join(5)

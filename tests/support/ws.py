@@ -147,7 +147,7 @@ class RawWS:
     def send_binary(self, data: bytes) -> None:
         self.send_frame(OP_BINARY, data)
 
-    def frame(self, timeout: float = 10.0) -> Tuple[int, int, bytes]:
+    def frame(self, timeout: Optional[float] = 10.0) -> Tuple[int, int, bytes]:
         """The next frame of any kind, as :func:`parse_frame` gives it; raises
         ``socket.timeout`` when none comes within ``timeout`` and :class:`Closed` at end of
         file."""
@@ -161,8 +161,9 @@ class RawWS:
                 raise Closed('EOF')
             self.buf += chunk
 
-    def recv(self, timeout: float = 10.0) -> Tuple[int, bytes]:
-        """The next data frame; raises socket.timeout when none comes within ``timeout``."""
+    def recv(self, timeout: Optional[float] = 10.0) -> Tuple[int, bytes]:
+        """The next data frame; raises socket.timeout when none comes within ``timeout`` (None:
+        wait as long as it takes)."""
         while True:
             _, opcode, payload = self.frame(timeout)
             if opcode == OP_PING:
