@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import requests
 
 from support.node import Node
-from support.waiting import free_port, stop_process, wait_for
+from support.waiting import free_port, stop_process, wait_for  # noqa: F401 (wait_for: bench/)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MULTI_APP = os.path.join(HERE, 'apps', 'multi_app.py')

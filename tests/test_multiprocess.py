@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from _scaleout_harness import (AppProcess, NodeProcess, RedisServer, SioClient, items, produce,
-                               wait_for)
+from _scaleout_harness import AppProcess, NodeProcess, RedisServer, SioClient, items, produce
+from support.waiting import wait_for
 
 SHARED_REDIS = 'redis://127.0.0.1:6379/0'
 COUNT = 50
