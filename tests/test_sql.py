@@ -1,5 +1,5 @@
-"""SQLService: the shared conformance suite on SQLite (a file), PostgreSQL and MariaDB, plus SQL
-specifics.
+"""SQLService: SQL specifics on SQLite (a file), PostgreSQL and MariaDB (the conformance suite in
+tests/test_conformance_*.py runs on them too).
 
 PostgreSQL is expected on 127.0.0.1:5432, database ``test`` (override with FEATHERS_TEST_POSTGRES_URL);
 when it is not reachable the PostgreSQL tests fail, they are never skipped. MariaDB (or MySQL) is
@@ -8,9 +8,7 @@ expected on 127.0.0.1:3306, user root without a password, database ``test``, thr
 and its tests are skipped, saying why, only when it cannot be reached.
 """
 import datetime
-import os
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -21,63 +19,9 @@ from flask_feathers.errors import BadRequest, Conflict, FeathersError
 from flask_feathers.memory import MemoryService
 from flask_feathers.sql import SQLService
 
-from support.services import PEOPLE, names, seed
+from support.services import PEOPLE, names, people_table, seed, unique_name
 
-PG_URL = os.environ.get('FEATHERS_TEST_POSTGRES_URL', 'postgresql+psycopg://postgres@127.0.0.1:5432/test')
-MYSQL_URL = os.environ.get('FEATHERS_TEST_MYSQL_URL',
-                           'mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4')
-
-
-def unique_name(prefix='ff'):
-    return f'{prefix}_{uuid.uuid4().hex[:12]}'
-
-
-def people_table(name=None, metadata=None):
-    return sa.Table(
-        name or unique_name('people'), metadata or sa.MetaData(),
-        sa.Column('id', sa.Integer, primary_key=True),
-        sa.Column('name', sa.String(50)),
-        sa.Column('age', sa.Integer),
-        sa.Column('score', sa.Float),
-        sa.Column('active', sa.Boolean),
-        sa.Column('city', sa.String(50)),
-        *[sa.Column(f'f{i}', sa.Integer) for i in range(8)],
-    )
-
-
-def _reachable(url, unreachable):
-    """An engine for ``url`` that answered ``select 1``; else ``unreachable(exc)`` (fail or skip)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text('select 1'))
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        unreachable(exc)
-    return engine
-
-
-@pytest.fixture(scope='module')
-def pg_engine():
-    engine = _reachable(PG_URL, lambda exc: pytest.fail(
-        f'PostgreSQL is not reachable at {PG_URL} ({exc.orig}); start it or set '
-        'FEATHERS_TEST_POSTGRES_URL. These tests are required, not optional.', pytrace=False))
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope='module')
-def mysql_engine():
-    engine = _reachable(MYSQL_URL, lambda exc: pytest.skip(
-        f'MariaDB/MySQL is not reachable at {MYSQL_URL} ({exc.orig}); scripts/test starts it '
-        'when installed, or set FEATHERS_TEST_MYSQL_URL'))
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path):
-    return f'sqlite:///{tmp_path / "test.db"}'
+# pg_engine, mysql_engine, sqlite_url and services are fixtures of support.services (conftest.py)
 
 
 @pytest.fixture(params=['sqlite', 'postgresql', 'mariadb'])
@@ -85,15 +29,6 @@ def engine_or_url(request, sqlite_url):
     if request.param == 'sqlite':
         return sqlite_url
     return request.getfixturevalue('pg_engine' if request.param == 'postgresql' else 'mysql_engine')
-
-
-@pytest.fixture
-def services():
-    made = []
-    yield made
-    for service in made:
-        service.drop_table()
-        service.close()
 
 
 @pytest.fixture
