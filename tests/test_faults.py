@@ -14,8 +14,8 @@ from flask import Flask
 
 from flask_feathers import Feathers, MemoryService, primus, socketio
 from support.clients import TOKEN, RawPrimus, RawSocketIO
+from support.fuzz import ServerProcess
 from support.waiting import wait_for
-from test_fuzz_transports import ServerProcess
 
 
 class FaultyTodos(MemoryService):

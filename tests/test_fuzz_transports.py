@@ -1,10 +1,10 @@
 """Fuzzing every transport with malformed input, with well-behaved clients watching.
 
-The server runs in a subprocess (``python tests/test_fuzz_transports.py PORT``) so that its survival
+The server runs in a subprocess (``python tests/apps/fuzz_app.py PORT``) so that its survival
 and its resident memory can be measured from outside. Raw WebSocket frames are built by
-:class:`RawWS` (a small hand-written client, so that invalid UTF-8, fragments, bad opcodes and
-lying length headers can be sent at all); hypothesis drives the argument fuzzing, a seeded
-``random.Random`` drives the frame-level fuzzing. Figures of the last run are printed (``-s``) and
+:class:`support.ws.RawWS` (the tests' one hand-written client, so that invalid UTF-8, fragments,
+bad opcodes and lying length headers can be sent at all); hypothesis drives the argument fuzzing,
+a seeded ``random.Random`` drives the frame-level fuzzing. Figures of the last run are printed (``-s``) and
 quoted in docs_reliability.rst.
 """
 from __future__ import annotations
@@ -13,178 +13,14 @@ import json
 import os
 import queue
 import random
-import subprocess
-import sys
-import threading
 import time
 from typing import Any, Dict, List, Optional
 
 import pytest
 
 from support.clients import TOKEN, RawPrimus, RawSocketIO
-from support.waiting import wait_for
+from support.fuzz import ServerProcess, peak_rss_kb, rss_kb
 from support.ws import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Closed
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-
-
-# -- the server app (runs in the subprocess) -------------------------------------------------------
-
-def make_fuzz_app(config: Optional[Dict[str, Any]] = None, primus_config: Optional[dict] = None,
-                  socketio_options: Optional[dict] = None):
-    """REST + Socket.IO + Primus with token auth, a ``todos`` service with a ``created`` filter
-    (clients whose user is ``muted`` get nothing) and a ``stats`` service reporting the process."""
-    import gc
-    import ctypes
-    from flask import Flask
-    from flask_feathers import Feathers, MemoryService, errors, primus, rest, socketio
-
-    app = Flask('fuzz_app')
-    app.config.update(config or {})
-    api = Feathers(app)
-    api.configure(rest())
-
-    def user_for(token):
-        if token == TOKEN:
-            return {'name': 'fuzzer', 'muted': False}
-        if token == TOKEN + '-muted':
-            return {'name': 'mute', 'muted': True}
-        return None
-
-    def setup_io(io):
-        @io.use
-        def authorize(sock, next):
-            user = user_for((sock.auth or {}).get('token') if isinstance(sock.auth, dict) else None)
-            if user is None:
-                return next(errors.NotAuthenticated('Not authenticated'))
-            sock.feathers['user'] = user
-            next()
-    api.configure(socketio(setup_io, **(socketio_options or {})))
-
-    def setup_primus(server):
-        @server.authorize
-        def authorize(req, done):
-            user = user_for(req.args.get('token'))
-            if user is None:
-                return done(errors.NotAuthenticated('Not authenticated'))
-            req.feathers['user'] = user
-            done()
-    api.configure(primus(dict({'transformer': 'websockets', 'pingInterval': 0},
-                              **(primus_config or {})), setup_primus))
-
-    class Todos(MemoryService):
-        def created(self, data, params):
-            return None if params['user']['muted'] else data
-
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:  # pragma: no cover - not glibc
-        libc = None
-
-    class Stats:
-        def find(self, params):
-            gc.collect()
-            if libc is not None:
-                libc.malloc_trim(0)  # give freed arenas back so RSS means "in use"
-            state = app.extensions['feathers']
-            # The dispatcher's filter pool and watchdog start on first use and live as long as
-            # the app, bounded by FEATHERS_FILTER_WORKERS: counted apart from per-connection ones.
-            pool = sum(1 for t in threading.enumerate() if t.name.startswith('feathers-filter'))
-            workers = app.config['FEATHERS_FILTER_WORKERS']
-            assert pool <= workers + 1, f'{pool} dispatcher threads for {workers} workers'
-            return {'threads': threading.active_count() - pool, 'rss_kb': rss_kb(os.getpid()),
-                    'connections': len(state.connections),
-                    'sparks': len(state.primus.sparks)}
-
-    api.use('todos', Todos(paginate=None))
-    api.use('stats', Stats())
-    return app, api
-
-
-def rss_kb(pid: int) -> int:
-    with open(f'/proc/{pid}/status') as fh:
-        for line in fh:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise AssertionError('no VmRSS')
-
-
-def peak_rss_kb(pid: int) -> int:
-    with open(f'/proc/{pid}/status') as fh:
-        for line in fh:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1])
-    raise AssertionError('no VmHWM')
-
-
-def serve(port: int, config_json: str = '{}') -> None:  # pragma: no cover - in the subprocess
-    import logging
-    from werkzeug.serving import make_server
-    logging.basicConfig(level=logging.CRITICAL)
-    options = json.loads(config_json)
-    app, api = make_fuzz_app(options.get('config'), options.get('primus'),
-                             options.get('socketio'))
-    api.setup()
-    server = make_server('127.0.0.1', port, app, threaded=True)
-    server.daemon_threads = True
-    print('ready', flush=True)
-    server.serve_forever(poll_interval=0.2)
-
-
-class ServerProcess:
-    """The fuzz app in a subprocess on a free port; ``stats()`` asks it about itself over REST."""
-
-    def __init__(self, options: Optional[dict] = None) -> None:
-        from support.waiting import free_port
-        self.port = free_port()
-        self.log = open(os.path.join(HERE, 'artifacts', f'fuzz-server-{self.port}.log'), 'w+') \
-            if os.path.isdir(os.path.join(HERE, 'artifacts')) else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, str(self.port), json.dumps(options or {})],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT,
-            # FUZZ_SERVER_ROOT: serve another checkout (to see a test fail before a fix)
-            # two malloc arenas: RSS then tracks live memory instead of per-thread arena slack
-            env={**os.environ, 'MALLOC_ARENA_MAX': '2', 'PYTHONPATH': os.environ.get('FUZZ_SERVER_ROOT', ROOT) +
-                 os.pathsep + HERE})
-        line = self.proc.stdout.readline()
-        if line.strip() != 'ready':
-            self.stop()
-            raise AssertionError(f'fuzz server did not start: {line!r}')
-
-    @property
-    def url(self) -> str:
-        return f'http://127.0.0.1:{self.port}'
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stats(self) -> Dict[str, Any]:
-        import requests
-        with requests.get(f'{self.url}/stats', timeout=10) as r:
-            r.raise_for_status()
-            return r.json()
-
-    def wait_stats(self, predicate, timeout: float, what: str) -> Dict[str, Any]:
-        """Poll ``stats()`` until ``predicate(stats)``; fail saying ``what`` otherwise."""
-        seen: List[Dict[str, Any]] = []
-
-        def reached() -> Any:
-            seen.append(self.stats())
-            return (seen[-1],) if predicate(seen[-1]) else None
-        return wait_for(reached, timeout, what, lambda: seen[-1], interval=0.1)[0]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc.stdout.close()
-        if self.log is not subprocess.DEVNULL:
-            self.log.close()
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -606,6 +442,3 @@ def storm(fuzz_server, rng: random.Random, frames_per_transport: int) -> Dict[st
                    threads_before=before['threads'], threads_after=after['threads'])
     return after
 
-
-if __name__ == '__main__':  # pragma: no cover
-    serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else '{}')

@@ -1,7 +1,7 @@
 """Security: authentication before any call, server params out of clients' reach, CORS, message
 size at the websocket layer, no internals in errors, connect rate per address.
 
-Both socket transports are reached with raw frames (tests/test_fuzz_transports.py's RawWS) and, for
+Both socket transports are reached with raw frames (tests/support/ws.py's RawWS) and, for
 the Socket.IO CORS default, with python-socketio.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from flask import Flask
 
 from flask_feathers import Feathers, errors, primus, rest, socketio
 from support.clients import TOKEN, RawPrimus, RawSocketIO
+from support.fuzz import ServerProcess, peak_rss_kb, rss_kb
 from support.waiting import wait_for
 from support.ws import OP_TEXT, RawWS
-from test_fuzz_transports import ServerProcess, peak_rss_kb, rss_kb
 
 
 class Recorder:

@@ -4,9 +4,10 @@
 :data:`PEOPLE` plus integer fields ``f0`` ... ``f7``: a MemoryService, or an SQLService on SQLite (a
 file), PostgreSQL and MariaDB. PostgreSQL is expected on 127.0.0.1:5432, database ``test``
 (override with FEATHERS_TEST_POSTGRES_URL); when it is not reachable its tests fail, they are never
-skipped. MariaDB (or MySQL) is expected on 127.0.0.1:3306, user root without a password, database
-``test``, through PyMySQL (override with FEATHERS_TEST_MYSQL_URL); ``scripts/test`` starts it when it
-is installed and down, and its tests are skipped, saying why, only when it cannot be reached.
+skipped. MariaDB (or MySQL) is expected on 127.0.0.1:3306, user root without a password,
+database ``test``, through PyMySQL (override with FEATHERS_TEST_MYSQL_URL); ``scripts/test`` starts
+it when it is installed and down, and its tests are skipped, saying why, only when it cannot be
+reached.
 The fixtures are made available to every test module by conftest.py.
 """
 from __future__ import annotations
@@ -73,7 +74,8 @@ def people_table(name: Optional[str] = None, metadata: Any = None) -> Any:
 
 
 def _reachable(url: str, unreachable: Callable[[Any], None]) -> Any:
-    """An engine for ``url`` that answered ``select 1``; else ``unreachable(exc)`` (fail or skip)."""
+    """An engine for ``url`` that answered ``select 1``; else ``unreachable(exc)`` (fail or
+    skip)."""
     import sqlalchemy as sa
     engine = sa.create_engine(url)
     try:
