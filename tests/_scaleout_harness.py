@@ -154,7 +154,7 @@ class SioClient:
                  events: tuple = ('todos created', 'todos status', 'news')) -> None:
         import socketio
         self.user = user
-        from conftest import in_order
+        from support.clients import in_order
         self.client = in_order(socketio.Client(reconnection=False))
         self.received: Dict[str, List[Any]] = {e: [] for e in events}
         self.cond = threading.Condition()

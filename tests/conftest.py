@@ -318,18 +318,3 @@ def prebuilt_frames(monkeypatch) -> List[Any]:
         return wire.fget(self)
     monkeypatch.setattr(websocket.Message, 'wire', property(recording))
     return built
-
-
-def in_order(client: Any) -> Any:
-    """Make a python-socketio ``Client`` run its event handlers in the order the server sent the
-    events: python-engineio's client starts a new thread per received message, so under load a
-    test could see a server's in-order events out of order."""
-    eio = client.eio
-    trigger = eio._trigger_event
-
-    def trigger_in_order(event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == 'message':
-            kwargs['run_async'] = False
-        return trigger(event, *args, **kwargs)
-    eio._trigger_event = trigger_in_order
-    return client

@@ -12,7 +12,7 @@ from flask import Flask
 from flask_feathers import Feathers, MemoryService, socketio
 from flask_feathers.testing import wait_for_dispatch
 
-from conftest import in_order
+from support.clients import in_order
 from support.ws import (assert_events_in_order, events_to_fill_buffers, masked_text, raw_upgrade,
                      read_frames)
 

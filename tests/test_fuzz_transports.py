@@ -329,7 +329,7 @@ class Watcher:
         self.events: 'queue.Queue[Any]' = queue.Queue()
         if transport == 'socketio':
             import socketio as python_socketio
-            from conftest import in_order
+            from support.clients import in_order
             self.client = in_order(python_socketio.Client(reconnection=False))
             self.client.on('todos created', self.events.put)
             self.client.connect(f'http://127.0.0.1:{port}', auth={'token': token},

@@ -8,7 +8,8 @@ import flask
 import pytest
 import socketio as python_socketio
 
-from conftest import USERS, in_order
+from conftest import USERS
+from support.clients import in_order
 from support.waiting import wait_for
 from flask_feathers import errors
 from flask_feathers.testing import realtime_client, wait_for_dispatch

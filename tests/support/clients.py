@@ -1,5 +1,6 @@
 """Socket.IO and Primus spoken over the raw client (:class:`support.ws.RawWS`), a packet at a
-time, for tests that send what a library client would not."""
+time, for tests that send what a library client would not; :func:`in_order` for python-socketio's
+client."""
 from __future__ import annotations
 
 import json
@@ -193,3 +194,18 @@ class PrimusClient:
             pass
         self.ws.close()
         self.thread.join(5)
+
+
+def in_order(client: Any) -> Any:
+    """Make a python-socketio ``Client`` run its event handlers in the order the server sent the
+    events: python-engineio's client starts a new thread per received message, so under load a
+    test could see a server's in-order events out of order."""
+    eio = client.eio
+    trigger = eio._trigger_event
+
+    def trigger_in_order(event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == 'message':
+            kwargs['run_async'] = False
+        return trigger(event, *args, **kwargs)
+    eio._trigger_event = trigger_in_order
+    return client
