@@ -2,7 +2,9 @@
 
 A :class:`Connection` is what the providers register for every admitted socket, whatever its
 transport: an id, the provider name, the ``params`` dict the authorization hook filled (the very
-object every call and filter receives) and a ``send(event, data)`` function.
+object every call and filter receives) and a ``send(event, data)`` function. It carries no
+state of the parts that use it: the dispatcher keeps each connection's lane itself
+(:mod:`flask_feathers.dispatch`), providers keep theirs in :attr:`Connection.extra`.
 """
 from __future__ import annotations
 

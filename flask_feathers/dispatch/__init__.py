@@ -39,21 +39,24 @@ The parts: :mod:`.delivery` (an event, a filter's outcome, one grouped send), :m
 :mod:`.pending`, :mod:`.scheduler` (worker loops and the watchdog) and :mod:`.dispatcher` (the
 :class:`Dispatcher` the rest of the package uses).
 
-Locks, and the order they are taken in (a lock on the right may be taken while holding one on
-its left, never the other way round; locks on one line are never held together):
+Locks, in the order they are taken: a thread holding one may take only those below it.
 
-* ``Dispatcher._order_lock`` (one dispatch at a time, so every lane gets events in the same
-  order) -> ``Pending._changed`` | ``Lane.lock`` | ``Scheduler._lock``, then the transports' own
-  locks (a ``broadcast`` runs under it). A producer waiting for room waits on ``Pending._changed``
-  while holding ``_order_lock``: the other producers wait behind it, the workers do not need it.
-* ``_Loop.lock`` (the loop, the watchdog and a leaving client agree on who counts the running
-  filter) -> ``Lane.lock`` (the watchdog skipping the events behind a timed-out filter).
-* ``_Loop.write_lock`` (what a loop filtered goes out one write at a time) -> the transports'
-  own locks. Never held with ``_Loop.lock``, so a transport that drops a client from inside a
-  write (the registry's 'disconnect' listeners run, :meth:`Dispatcher._forget` takes
-  ``Lane.lock`` and ``_Loop.lock``) cannot deadlock.
-* ``Scheduler._lock`` (the ready queue, the loop count, the active loops; the watchdog sleeps
-  on it) and ``Pending._changed`` take no other lock. No lock is held while a filter runs.
+1. ``Dispatcher._order_lock``: one dispatch at a time, so every lane gets events in the same
+   order. Held across a whole dispatch, including the transports' ``broadcast`` and a producer's
+   wait for room (on ``Pending._changed``: the other producers wait behind it; the workers,
+   which make the room, never need it).
+2. ``_Loop.write_lock``: what a worker loop filtered goes out one ``write`` at a time, in order
+   (the loop's own, or the watchdog's for a held loop).
+3. The transports' own locks (a socket's), inside a ``broadcast`` or a ``write``. A transport
+   that drops a client from there runs the registry's 'disconnect' listeners, and with them
+   :meth:`Dispatcher._forget`, which takes only what follows.
+4. ``_Loop.lock``: a loop, the watchdog and a leaving client agree under it on who counts the
+   running filter (its record in ``_Loop.running``, see :mod:`.scheduler`).
+5. ``Lane.lock``: a lane's busy flag (and the watchdog's skips from the head of a lane).
+6. ``Scheduler._lock`` (the ready queue, the loop count, the active loops; the watchdog sleeps on
+   it) and ``Pending._changed`` (the pending count): nothing is taken under them.
+
+No lock is held while a filter runs, and none across a publisher (evaluated before step 1).
 """
 from __future__ import annotations
 

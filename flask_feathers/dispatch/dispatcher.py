@@ -134,12 +134,13 @@ class Dispatcher:
         """An unfiltered event: one ``broadcast`` per transport (the data encoded once), except
         to connections with earlier events still waiting, where it queues behind them."""
         by_transport: Dict[str, List[Connection]] = {}
-        lanes = self._lanes
+        lane_of = self._lanes.get
         queued: Optional[Event] = None
         newly: List[Lane] = []
         for conn in connections:
-            lane = lanes.get(conn) if lanes else None
-            if lane is not None and lane.waiting():
+            lane = lane_of(conn)
+            # (Lane.waiting() inlined: this runs per connection for every unfiltered event)
+            if lane is not None and (lane.busy or lane.events):
                 if queued is None:
                     queued = Event(name, data, None, time.monotonic())
                 self.pending.add(1)  # before the push: its loop may count it done at once
@@ -151,9 +152,8 @@ class Dispatcher:
             self.scheduler.schedule(newly)
         for provider, conns in by_transport.items():
             broadcast = self._transports.get(provider)
-            send_grouped(None if broadcast is None else functools.partial(broadcast, name, data,
-                                                                          conns),
-                         ((conn, name, data) for conn in conns),
+            group = None if broadcast is None else functools.partial(broadcast, name, data, conns)
+            send_grouped(group, ((conn, name, data) for conn in conns),
                          'broadcasting %r to %d %s connections failed', name, len(conns),
                          provider)
 
@@ -170,7 +170,7 @@ class Dispatcher:
         gone = 0
         newly: List[Lane] = []
         for conn in connections:
-            lane = lanes.get(conn) or self._new_lane(conn) if conn.connected else None
+            lane = (lanes.get(conn) or self._new_lane(conn)) if conn.connected else None
             if lane is None:  # gone
                 gone += 1
                 continue
@@ -195,8 +195,8 @@ class Dispatcher:
         """Send what a worker loop filtered for ``conn`` (the transport's ``write`` when it has
         one: one system call for all of it on a handed-over websocket)."""
         write = self._writers.get(conn.provider)
-        send_grouped(None if write is None else functools.partial(write, conn, items),
-                     ((conn, name, data) for name, data, _ in items),
+        group = None if write is None else functools.partial(write, conn, items)
+        send_grouped(group, ((conn, name, data) for name, data, _ in items),
                      'sending %d events to connection %s failed; skipped', len(items), conn.id)
 
     def _forget(self, conn: Connection) -> None:

@@ -7,10 +7,11 @@ drains the ready queue (more threads on one GIL only slow a burst down). The wat
 
 What a loop shares with the watchdog is one record, :attr:`_Loop.running`: ``(lane, event)`` of
 the filter it runs now, replaced as a whole (a new tuple per filter call, None between calls).
-The watchdog reads it once per poll and acts on that record only; whatever it does to the
-filter (time it out, skip the events behind it, write what the loop filtered) it does under
-the loop's lock after checking that the record is still the loop's, so it can never take the
-next filter a worker just started for the one it saw hanging.
+The watchdog reads it once per poll and acts on that record only: whatever it does for a held
+filter (write what the loop filtered, time the filter out, skip the events behind it) it does
+under a lock of that loop after checking that the record is still the loop's, so it can never
+take the next filter a worker just started for the one it saw hanging
+(``tests/test_dispatch.py`` plays that interleaving in one thread).
 """
 from __future__ import annotations
 
