@@ -67,10 +67,6 @@ class Event:
         self.dispatched = dispatched
         self.shared: Dict[str, Any] = {}
 
-    def unchanged(self) -> Delivery:
-        """This event's delivery with its own data (its encoding shared)."""
-        return (self.name, self.data, self.shared)
-
 
 def send_grouped(group: Optional[Callable[[], None]],
                  singles: Iterable[Tuple[Connection, str, Any]],

@@ -298,7 +298,7 @@ class Scheduler:
                         break
                     events.popleft()
                     if event.call is None:
-                        loop.out.append(event.unchanged())
+                        loop.out.append((event.name, event.data, event.shared))
                         sent += 1
                     else:
                         skipped.append(event.name)
