@@ -19,6 +19,7 @@ from .wrapped import WrappedService
 
 log = logging.getLogger(__name__)
 
+
 def strip_path(path: str) -> str:
     """``'///a/b//'`` -> ``'a/b'``: every leading and trailing slash goes, inner ones stay."""
     if not isinstance(path, str):
