@@ -12,15 +12,12 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .channels import Publishers
+from .events import EventSink as EventSink  # (re-exported: registry.py names it here)
 from .hooks import HookStore
 from .service import METHODS, member
 from .wrapped import WrappedService
 
 log = logging.getLogger(__name__)
-
-#: ``sink(path, event, data)``: receives every service event of an application (the router's
-#: ``send_event``).
-EventSink = Callable[[str, str, Any], None]
 
 
 def strip_path(path: str) -> str:

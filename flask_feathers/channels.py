@@ -7,18 +7,30 @@ catch-all > app event > app catch-all). A publisher returns a channel, a list of
 
 Where neither a publisher nor a filter method exists, every connection gets the event (the seed's
 behaviour). Where a service has both, the filter runs only for the connections the publisher chose.
+
+Publishers are evaluated here and nowhere else (:meth:`Publishers.evaluate`): the dispatcher hands
+each event in and gets back the connections to deliver to, grouped by the payload each gets.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .connections import Connection, ConnectionRegistry
+from .encoding import jsonable
+from .hooks import HookContext, emitting_context
+
+log = logging.getLogger(__name__)
 
 #: The key of a catch-all publisher.
 ALL_EVENTS = '*'
 
-Publisher = Callable[[Any, Dict[str, Any]], Any]
+#: ``publisher(data, context)`` -> a :class:`Channel`, a list of channels, or None. ``context`` is
+#: the call's :class:`~flask_feathers.hooks.HookContext`, or an :class:`EventContext`.
+Publisher = Callable[[Any, Any], Any]
+#: What a publisher chose for one event: ``(payload, connections)``, one entry per payload.
+Groups = List[Tuple[Any, List[Connection]]]
 
 
 class Channel:
@@ -107,7 +119,7 @@ class Channels:
 
     def channel(self, *names: Union[str, Sequence[str]]) -> Channel:
         """The channel called ``name`` (created on first use), or the union of several."""
-        flat: List[str] = []
+        flat: List[object] = []
         for name in names:
             if isinstance(name, (list, tuple)):
                 flat.extend(name)
@@ -115,12 +127,14 @@ class Channels:
                 flat.append(name)
         if not flat:
             raise TypeError('channel() needs at least one name')
-        for name in flat:
-            if not isinstance(name, str):
-                raise TypeError(f'channel names are strings, got {name!r}')
+        keys: List[str] = []
+        for key in flat:
+            if not isinstance(key, str):
+                raise TypeError(f'channel names are strings, got {key!r}')
+            keys.append(key)
         with self._lock:
             chans = []
-            for n in flat:
+            for n in keys:
                 chan = self._named.get(n)
                 if chan is None:  # (setdefault would build a Channel on every call)
                     chan = self._named[n] = Channel(name=n)
@@ -162,6 +176,46 @@ class Publishers:
         self._by_key[(path, event)] = fn
         return fn
 
+    def evaluate(self, path: str, event: str, data: Any, service: object) -> Optional[Groups]:
+        """Who gets one service event: None when no publisher applies (every connection gets
+        ``data``), else the connections the publisher chose, grouped by the payload each gets
+        (``data``, or a channel's own data made JSON-ready). A publisher that raises, or channel
+        data that cannot be sent as JSON, is logged and sends nothing (to that group).
+
+        :param service: the wrapped service at ``path`` (a publisher's ``context.service`` when
+            the call's hook context is not at hand).
+        """
+        publisher = self.publisher_for(path, event)
+        if publisher is None:
+            return None
+        hook_context = emitting_context()
+        context: Union[HookContext, EventContext]
+        if hook_context is not None and hook_context.path == path and \
+                hook_context.event == event:
+            context = hook_context  # the call's own context, as Feathers 5 passes it
+        else:  # an event from a message queue (another process), or emitted by hand
+            context = EventContext(path, event, service, data)
+        try:
+            pairs = deliveries(publisher(data, context))
+        except Exception:
+            log.exception('publisher for %r %r raised; the event goes to no client', path, event)
+            return []
+        by_payload: Dict[int, Tuple[Any, List[Connection]]] = {}
+        for conn, payload in pairs:
+            payload = data if payload is None else payload
+            group = by_payload.get(id(payload))
+            if group is None:
+                group = by_payload[id(payload)] = (payload, [])
+            group[1].append(conn)
+        groups: Groups = []
+        for payload, conns in by_payload.values():
+            try:
+                groups.append((payload if payload is data else jsonable(payload), conns))
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.error('channel data for %r %r cannot be sent as JSON (%s); skipped', path,
+                          event, exc)
+        return groups
+
     def publisher_for(self, path: str, event: str) -> Optional[Publisher]:
         """The publisher by Feathers 5's precedence, or None."""
         by_key = self._by_key
@@ -177,7 +231,22 @@ class Publishers:
         return bool(self._by_key)
 
 
-def union(channels: Iterable[Any]) -> Channel:
+class EventContext(Dict[str, Any]):
+    """What a publisher gets as ``context`` when the call's hook context is not at hand (an event
+    that came over the message queue, or emitted with ``service.emit``): ``path``, ``event``,
+    ``service`` and ``data`` as attributes (and as keys), ``params`` empty."""
+
+    def __init__(self, path: str, event: str, service: object, data: Any) -> None:
+        super().__init__(path=path, event=event, service=service, data=data)
+        self.path = path
+        self.event = event
+        self.service = service
+        self.data = data
+        self.params: Dict[str, Any] = {}
+        self.method: Optional[str] = None
+
+
+def union(channels: Iterable[Channel]) -> Channel:
     """One channel holding every connection of ``channels`` once (the first channel's data wins)."""
     members: Dict[int, Connection] = {}
     data = None
@@ -189,7 +258,7 @@ def union(channels: Iterable[Any]) -> Channel:
     return Channel(members.values(), data)
 
 
-def deliveries(result: Any) -> List[Tuple[Connection, Any]]:
+def deliveries(result: object) -> List[Tuple[Connection, Any]]:
     """Flatten what a publisher returned into ``(connection, data_or_None)`` pairs, each once.
 
     A connection in several channels gets the data of the first channel that holds it.

@@ -2,7 +2,9 @@
 
 A :class:`Connection` is what the providers register for every admitted socket, whatever its
 transport: an id, the provider name, the ``params`` dict the authorization hook filled (the very
-object every call and filter receives) and a ``send(event, data)`` function.
+object every call and filter receives) and a ``send(event, data)`` function. It carries no
+state of the parts that use it: the dispatcher keeps each connection's lane itself
+(:mod:`flask_feathers.dispatch`), providers keep theirs in :attr:`Connection.extra`.
 """
 from __future__ import annotations
 
@@ -31,21 +33,16 @@ class Connection:
         client is gone.
     """
 
-    __slots__ = ('id', 'provider', 'params', 'send', 'connected', 'lane', 'busy', 'lock', 'order',
-                 'extra', '__weakref__')
+    __slots__ = ('id', 'provider', 'params', 'send', 'connected', 'order', 'extra', '__weakref__')
 
     def __init__(self, id: str, provider: str, params: Dict[str, Any], send: Send) -> None:
         self.id = id
         self.provider = provider
         self.params = params
         self.send = send
+        #: False once it left the registry (before its 'disconnect' listeners run)
         self.connected = True
-        #: pending deliveries, in the order their events were dispatched (see dispatch.py)
-        self.lane: Deque[Any] = collections.deque()
-        #: a dispatcher loop has this connection's lane (queued or working on it)
-        self.busy = False
-        #: guards ``lane`` and makes deliveries to this client happen one at a time, in order
-        self.lock = threading.Lock()
+        #: the registry lists connections in this order (the order they were made)
         self.order = next(_counter)
         #: room for the provider's own per-connection state
         self.extra: Dict[str, Any] = {}

@@ -3,7 +3,7 @@
 A wrapped service emits ``created``/``updated``/``patched``/``removed`` after the matching method
 succeeded (one event per element of a list result) and any custom event it declares in ``events``.
 Listeners registered with :meth:`EventEmitter.on` run first, in the emitting thread; then the event
-goes to the application's publisher (real-time delivery).
+goes to the application's event sink (real-time delivery: publishers, filters, clients).
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from .service import METHOD_EVENTS, STANDARD_EVENTS
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Any], Any]
-#: ``publish(path, event, data)``: what the application does with every service event.
-Publisher = Callable[[str, str, Any], None]
+#: ``sink(path, event, data)``: where the application sends every service event after its
+#: listeners (real-time delivery). Not a publisher: those choose channels
+#: (:data:`flask_feathers.channels.Publisher`).
+EventSink = Callable[[str, str, Any], None]
 
 
 class EventEmitter:
@@ -72,9 +74,9 @@ class EventEmitter:
 
 
 class ServiceEvents(EventEmitter):
-    """The event side of a wrapped service: declared events and publishing."""
+    """The event side of a wrapped service: declared events, listeners, the hand-off to its sink."""
 
-    def __init__(self, path: str, custom_events: Iterable[str], publisher: Optional[Publisher]):
+    def __init__(self, path: str, custom_events: Iterable[str], sink: Optional[EventSink]):
         super().__init__()
         self.path = path
         custom = []
@@ -84,9 +86,9 @@ class ServiceEvents(EventEmitter):
                                 f'string, got {name!r}')
             if name not in STANDARD_EVENTS and name not in custom:
                 custom.append(name)
-        #: every event name this service publishes: the standard ones, then the declared ones
+        #: every event name this service emits: the standard ones, then the declared ones
         self.events: Tuple[str, ...] = STANDARD_EVENTS + tuple(custom)
-        self._publisher = publisher
+        self._sink = sink
 
     def emit(self, event: str, data: Any) -> None:
         """Emit ``event`` with ``data`` to listeners and connected clients.
@@ -97,11 +99,11 @@ class ServiceEvents(EventEmitter):
             raise ValueError(f'service {self.path!r} has no event {event!r}; declare it with '
                              f'`events = [{event!r}]` on the service')
         self._run_listeners(event, data)
-        if self._publisher is not None:
+        if self._sink is not None:
             try:
-                self._publisher(self.path, event, data)
+                self._sink(self.path, event, data)
             except Exception:
-                log.exception('publishing %r %r failed', self.path, event)
+                log.exception('handing %r %r on for delivery failed', self.path, event)
 
     def emit_result(self, method: str, result: Any) -> None:
         """Emit the event of a successful ``method`` call: one per element of a list result."""

@@ -1,7 +1,8 @@
 """Channels and publishers: the unit-level rules (end to end in test_channels_e2e.py)."""
 import pytest
 
-from flask_feathers.channels import ALL_EVENTS, Channel, Channels, Publishers, deliveries, union
+from flask_feathers.channels import (ALL_EVENTS, Channel, Channels, EventContext, Publishers,
+                                     deliveries, union)
 from flask_feathers.connections import Connection, ConnectionRegistry
 
 
@@ -98,3 +99,44 @@ def test_deliveries_flatten_once_with_per_channel_data():
     assert deliveries(None) == []
     with pytest.raises(TypeError, match='a channel, a list of channels or None'):
         deliveries(['not a channel'])
+
+
+class Wrapped:
+    service = None
+
+
+def test_evaluate_without_a_publisher_leaves_the_audience_open():
+    assert Publishers().evaluate('todos', 'created', {'id': 1}, Wrapped()) is None
+
+
+def test_evaluate_groups_the_chosen_connections_by_payload():
+    alice, bob, carol = conn('a'), conn('b'), conn('c')
+    publishers = Publishers()
+    secret = {'id': 1, 'redacted': True}
+    seen = []
+
+    def publisher(data, context):
+        seen.append(context)
+        return [Channel([alice, bob]), Channel([carol, alice], secret)]
+    publishers.register('todos', 'created', publisher)
+    data = {'id': 1}
+    groups = publishers.evaluate('todos', 'created', data, Wrapped())
+    assert [(payload, conns) for payload, conns in groups] == [(data, [alice, bob]),
+                                                               (secret, [carol])]
+    assert groups[0][0] is data, 'the event data itself, not a copy, for the fast path'
+    context = seen[0]  # no call's hook context here: an EventContext
+    assert isinstance(context, EventContext)
+    assert (context.path, context.event, context['data'], context.params) == \
+        ('todos', 'created', data, {})
+
+
+def test_evaluate_a_raising_publisher_or_unsendable_channel_data_sends_nothing(caplog):
+    alice, bob = conn('a'), conn('b')
+    publishers = Publishers()
+    publishers.register('todos', 'created', lambda data, context: 1 / 0)
+    publishers.register('todos', 'removed',
+                        lambda data, context: [Channel([alice]), Channel([bob], {object()})])
+    assert publishers.evaluate('todos', 'created', {}, Wrapped()) == []
+    assert 'publisher for' in caplog.text and 'ZeroDivisionError' in caplog.text
+    assert publishers.evaluate('todos', 'removed', {}, Wrapped()) == [({}, [alice])]
+    assert 'cannot be sent as JSON' in caplog.text

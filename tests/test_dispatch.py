@@ -1,4 +1,5 @@
 """The dispatcher alone, with fake connections: filters, ordering, isolation of failures."""
+import collections
 import logging
 import random
 import threading
@@ -8,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from flask_feathers.connections import ConnectionRegistry
-from flask_feathers.dispatch import Dispatcher, apply_filter, event_name
+from flask_feathers.dispatch import Dispatcher, Event, Lane, apply_filter, event_name
+from flask_feathers.dispatch.scheduler import _Loop
 from flask_feathers.testing import FakeConnection
 
 
@@ -69,7 +71,8 @@ def test_fast_path_broadcasts_once_to_every_connection(env):
     assert e.broadcasts == [('todos created', {'id': 1}, [a.id, b.id, c.id])]
     for conn in (a, b, c):
         assert conn.sent == [('todos created', {'id': 1})]
-    assert e.dispatcher._pool is None, 'no filter, so no worker pool should have been started'
+    assert e.dispatcher.scheduler.pool is None, \
+        'no filter, so no worker pool should have been started'
 
 
 def test_without_transport_broadcast_each_connection_gets_a_send(env):
@@ -217,7 +220,7 @@ def test_a_hung_filter_leaves_a_bounded_lane(env, caplog):
         for i in range(5):
             e.dispatcher.dispatch('todos', 'created', {'id': i})
         e.idle(10)  # every slot is skipped (within about two time-outs)
-        assert conn.sent == [] and list(conn.lane) == []
+        assert conn.sent == [] and e.dispatcher.waiting(conn) == 0
     finally:
         release.set()
     assert 'waited 0.2 s behind a filter that timed out' in caplog.text
@@ -423,13 +426,16 @@ def test_later_events_reach_the_others_while_one_filter_is_slow(env):
 
 
 def test_a_client_leaving_while_an_event_is_queued_is_not_waited_for(env):
-    """The client leaves between the dispatcher's look at the connections and taking its lock (its
-    lane was cleared already): the event must not count as pending for it, or wait_idle never
-    returns."""
+    """The client leaves between the dispatcher's look at the connections and taking its lane's
+    lock (the event is in its lane, which its leaving clears): the event must not count as pending
+    for it twice or never, or wait_idle never returns."""
     e = env()
     e.services['todos'] = {'created': lambda data, params: data}
     staying, leaving = e.connect(), e.connect()
-    real_lock = leaving.lock
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})  # makes their lanes
+    e.idle(2)
+    lane = e.dispatcher._lanes[leaving]
+    real_lock = lane.lock
 
     class LeavesOnFirstUse:
         def __init__(self):
@@ -438,17 +444,32 @@ def test_a_client_leaving_while_an_event_is_queued_is_not_waited_for(env):
         def __enter__(self):
             if not self.used:
                 self.used = True
-                leaving.connected = False  # the registry's _forget ran just before
+                e.registry.remove(leaving.id)  # its 'disconnect' listeners run now
             return real_lock.__enter__()
 
         def __exit__(self, *exc):
             return real_lock.__exit__(*exc)
 
-    leaving.lock = LeavesOnFirstUse()
-    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    lane.lock = LeavesOnFirstUse()
+    e.dispatcher.dispatch('todos', 'created', {'id': 2})
+    assert lane.lock.used, 'the lane was not locked: the test no longer reaches the race'
     e.idle(2)
-    assert staying.events() == [{'id': 1}]
-    assert leaving.sent == [] and not leaving.lane
+    assert staying.events() == [{'id': 1}, {'id': 2}]
+    assert leaving.events() == [{'id': 1}] and e.dispatcher.waiting(leaving) == 0
+    assert leaving not in e.dispatcher._lanes
+
+
+def test_a_connection_that_leaves_leaves_no_dispatch_state_behind(env):
+    e = env()
+    e.services['todos'] = {'created': lambda data, params: data}
+    conns = [e.connect() for _ in range(3)]
+    e.dispatcher.dispatch('todos', 'created', {'id': 1})
+    e.idle()
+    assert set(e.dispatcher._lanes) == set(conns)
+    for conn in conns:
+        e.registry.remove(conn.id)
+    assert e.dispatcher._lanes == {}
+    assert not hasattr(conns[0], 'lane'), 'dispatch state belongs to the dispatcher'
 
 
 def test_a_full_backlog_slows_the_writer_down_and_loses_nothing(env):
@@ -479,7 +500,7 @@ def test_a_full_backlog_slows_the_writer_down_and_loses_nothing(env):
     thread.join(0.3)
     assert thread.is_alive() and len(produced) == 2, \
         'the writer was not slowed down at the bound'
-    assert e.dispatcher._pending == 20
+    assert e.dispatcher.pending.count == 20
     release.set()
     thread.join(20)
     assert not thread.is_alive() and produced == list(range(30)), 'the writer failed or hung'
@@ -503,3 +524,127 @@ def test_one_event_is_let_in_even_when_larger_than_the_bound(env):
 def test_max_pending_must_be_positive():
     with pytest.raises(ValueError, match='FEATHERS_MAX_PENDING'):
         Dispatcher(ConnectionRegistry(), lambda path: None, max_pending=0)
+
+
+# -- the parts, driven by hand (no threads) ----------------------------------------------------
+
+def an_event(n, call=None):
+    return Event('todos created', {'id': n}, call, 0.0)  # dispatched at 0 on the tests' clock
+
+
+def test_a_lane_is_claimed_once_and_released_when_empty():
+    lane = Lane(FakeConnection())
+    assert not lane.waiting()
+    assert lane.push(an_event(1)) is True, 'the first event makes an idle lane busy'
+    assert lane.push(an_event(2)) is False, 'a busy lane is queued already'
+    assert lane.waiting() and lane.busy
+    lane.events.popleft()
+    assert lane.release() is True, 'an event still waits: the lane stays busy'
+    lane.events.popleft()
+    assert lane.release() is False and not lane.busy and not lane.waiting()
+    lane.push(an_event(3))
+    lane.push(an_event(4))
+    assert lane.clear() == 2 and not lane.events
+
+
+def test_an_event_pushed_while_its_lane_is_released_is_not_stranded():
+    # The push lands between the loop's "nothing waits" and its clearing the busy flag: the push
+    # sees the lane busy and leaves the event to the loop, so release() must pick it up.
+    lane = Lane(FakeConnection())
+    lane.busy = True  # a loop has it, and has emptied it
+    pushed = []
+
+    class PushesWhenLookedAt(collections.deque):
+        def __bool__(self):
+            empty = len(self) == 0
+            if not pushed:
+                pushed.append(lane.push(an_event(1)))
+            return not empty
+
+    lane.events = PushesWhenLookedAt()
+    assert lane.release() is True, 'the event pushed meanwhile was left in an idle lane'
+    assert pushed == [False] and lane.busy and len(lane.events) == 1
+
+
+class Turn:
+    """One worker loop's turn on one lane, driven in the test's thread: the events' filters play
+    the watchdog (and leaving clients) at chosen moments of the turn."""
+
+    def __init__(self, filter_timeout=1.0):
+        self.registry = ConnectionRegistry()
+        self.dispatcher = Dispatcher(self.registry, lambda path: None, workers=1,
+                                     filter_timeout=filter_timeout)
+        self.scheduler = self.dispatcher.scheduler
+        self.conn = FakeConnection()
+        self.registry.add(self.conn)
+        self.lane = self.dispatcher._lanes[self.conn] = Lane(self.conn)
+        self.loop = _Loop()
+        self.loop.rescued = True  # another loop took over the ready queue already: no thread
+        self.scheduler._active.add(self.loop)
+
+    def run(self, *calls):
+        events = [an_event(n, call) for n, call in enumerate(calls, 1)]
+        self.dispatcher.pending.admit(len(events))
+        self.lane.busy = True
+        self.lane.events.extend(events)
+        self.scheduler._turn(self.loop, self.lane)
+
+
+def test_the_watchdog_never_times_out_the_filter_a_worker_just_started(caplog):
+    # The watchdog reads the loop's running record, then the filter it saw returns and the worker
+    # starts the next one, then the watchdog acts on what it read with a clock past the time-out:
+    # the new filter must run on, its result delivered, nothing counted twice.
+    t = Turn(filter_timeout=1.0)
+    read = []
+
+    def first(data, params):
+        read.append(t.loop.running)
+        t.scheduler.check(t.loop, read[0], 100.0)  # the watchdog's first sighting
+        return data
+
+    def second(data, params):
+        assert t.loop.running is not read[0]
+        t.scheduler.check(t.loop, read[0], 100.0 + 1.0 + 0.1)  # acts on the stale record
+        assert t.loop.cancelled is None and t.loop.timed_out is None
+        return data
+
+    with caplog.at_level(logging.WARNING):
+        t.run(first, second)
+    assert t.conn.events() == [{'id': 1}, {'id': 2}]
+    assert t.dispatcher.pending.count == 0
+    assert 'took longer' not in caplog.text
+
+
+def test_a_filter_that_hangs_is_timed_out_on_its_own_clock(caplog):
+    t = Turn(filter_timeout=1.0)
+
+    def hangs(data, params):
+        run = t.loop.running
+        t.scheduler.check(t.loop, run, 50.0)
+        t.scheduler.check(t.loop, run, 50.5)  # held, not yet timed out
+        assert t.loop.cancelled is None
+        t.scheduler.check(t.loop, run, 51.0)
+        assert t.loop.cancelled is run and t.dispatcher.pending.count == 1
+        return data  # too late: skipped and counted by the watchdog
+
+    with caplog.at_level(logging.WARNING):
+        t.run(hangs, lambda data, params: data)
+    assert t.conn.events() == [{'id': 2}]
+    assert t.dispatcher.pending.count == 0
+    assert 'took longer than 1 s' in caplog.text
+
+
+def test_a_client_leaving_during_a_filter_that_then_times_out_is_counted_once():
+    t = Turn(filter_timeout=1.0)
+
+    def leaves_then_hangs(data, params):
+        run = t.loop.running
+        t.registry.remove(t.conn.id)  # drops the running filter's result and what waits
+        assert t.loop.cancelled is run
+        t.scheduler.check(t.loop, run, 10.0)
+        t.scheduler.check(t.loop, run, 11.5)  # the time-out of a result dropped already
+        return data
+
+    t.run(leaves_then_hangs, lambda data, params: data, lambda data, params: data)
+    assert t.conn.sent == []
+    assert t.dispatcher.pending.count == 0, 'a delivery was counted twice, or never'
