@@ -93,7 +93,9 @@ def wait_for_http(url: str, proc: subprocess.Popen, log_path: Any, timeout: floa
         if proc.poll() is not None:
             raise AssertionError(f'the server exited ({proc.returncode}):\n{_tail(log_path)}')
         try:
-            response = requests.get(url, timeout=5)
+            # Connection: close, or the probe's idle keep-alive connection is one gunicorn's
+            # graceful stop waits for (up to its keep-alive time-out) in the shutdown tests.
+            response = requests.get(url, timeout=5, headers={'Connection': 'close'})
         except requests.RequestException:  # not listening yet, or still booting its worker
             return None
         # a tuple: a Response is falsy for a 4xx status, which may be the answer awaited
