@@ -186,6 +186,18 @@ def app() -> Flask:
     return app
 
 
+@pytest.fixture
+def api(app: Flask, todos: Any) -> Any:
+    """``todos`` (both calling styles) served over REST and Socket.IO; a test module that needs
+    another set-up defines its own ``api``."""
+    from flask_feathers import Feathers, rest, socketio
+    api = Feathers(app)
+    api.configure(rest())
+    api.configure(socketio())
+    api.use('todos', todos)
+    return api
+
+
 # -- live servers ----------------------------------------------------------------------------------
 
 class LiveServer:

@@ -8,7 +8,7 @@ import threading
 import pytest
 from flask import Flask
 
-from flask_feathers import Feathers, errors, rest, socketio
+from flask_feathers import Feathers, errors
 from flask_feathers.hooks import HookContext, disallow, protect
 from flask_feathers.testing import realtime_client
 
@@ -119,15 +119,6 @@ def test_run_order_matches_feathers_5_for_success_error_skip_and_recovery(node):
 
 
 # -- registration --------------------------------------------------------------------------------
-
-@pytest.fixture
-def api(app, todos):
-    api = Feathers(app)
-    api.configure(rest())
-    api.configure(socketio())
-    api.use('todos', todos)
-    return api
-
 
 def test_unknown_kinds_and_methods_are_refused_naming_the_key(app, api):
     svc = api.service('todos')

@@ -2,17 +2,7 @@
 (flask_feathers/_validation.py), with a pydantic model and a JSON Schema, over REST and Socket.IO."""
 import pytest
 
-from flask_feathers import Feathers, rest, socketio
 from flask_feathers.testing import realtime_client
-
-
-@pytest.fixture
-def api(app, todos):
-    api = Feathers(app)
-    api.configure(rest())
-    api.configure(socketio())
-    api.use('todos', todos)
-    return api
 
 
 def test_validate_data_with_a_pydantic_model_coerces_and_names_bad_fields(app, api):
