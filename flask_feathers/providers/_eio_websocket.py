@@ -269,8 +269,29 @@ def _on_connect(eio: Any, server: Any, socket_class: type, timeout: Optional[flo
         sock.__class__ = socket_class
     if timeout:
         hub = transport.get_hub()
-        hub.call_later(timeout, hub.workers.submit, _close_unless_connected, server, sid, timeout)
+        hub.call_later(timeout, _check_handshake, hub, server, sid, timeout)
     return connect(sid, environ, *args) if connect is not None else True
+
+
+def _check_handshake(hub: transport.Hub, server: Any, eio_sid: str, timeout: float) -> None:
+    """Hub thread: the cheap look at whether the client joined a namespace (the usual answer, for
+    thousands of clients at once after a storm); only a client to close goes to a worker, since
+    closing runs the disconnect handlers."""
+    try:
+        if not _waits_for_namespace(server, eio_sid):
+            return
+    except RuntimeError:  # a namespace was added meanwhile: look again on the worker
+        pass
+    hub.workers.submit(_close_unless_connected, server, eio_sid, timeout)
+
+
+def _waits_for_namespace(server: Any, eio_sid: str) -> bool:
+    sock = server.eio.sockets.get(eio_sid)
+    if sock is None or sock.closed:
+        return False
+    manager = server.manager
+    return all(manager.sid_from_eio_sid(eio_sid, namespace) is None
+               for namespace in list(manager.get_namespaces()))
 
 
 def _close_unless_connected(server: Any, eio_sid: str, timeout: float) -> None:
@@ -278,12 +299,8 @@ def _close_unless_connected(server: Any, eio_sid: str, timeout: float) -> None:
     CONNECT, and the ``io.use`` chain, done) within ``timeout`` seconds is closed: an open socket
     that never says who it is costs the server for nothing."""
     sock = server.eio.sockets.get(eio_sid)
-    if sock is None or sock.closed:
+    if sock is None or not _waits_for_namespace(server, eio_sid):
         return
-    manager = server.manager
-    for namespace in list(manager.get_namespaces()):
-        if manager.sid_from_eio_sid(eio_sid, namespace) is not None:
-            return
     log.info('closed a Socket.IO client that joined no namespace within %g s', timeout)
     sock.close(wait=False, abort=True)
 
