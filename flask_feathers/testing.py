@@ -55,7 +55,7 @@ def wait_for_dispatch(api_or_app: Any, timeout: float = 5.0) -> None:
     dispatcher = _state(api_or_app).dispatcher
     if not dispatcher.wait_idle(timeout):
         raise TimeoutError(
-            f'event filters still running after {timeout:g} s ({dispatcher._pending} deliveries '
+            f'event filters still running after {timeout:g} s ({dispatcher.pending.count} deliveries '
             f'pending); a filter that never returns or never calls its callback is skipped only '
             f'after FEATHERS_FILTER_TIMEOUT ({dispatcher.filter_timeout:g} s)')
 

@@ -120,11 +120,6 @@ class Dispatcher:
         """The most deliveries that were ever pending at once (tests, bench)."""
         return self.pending.peak
 
-    @property
-    def _pending(self) -> int:
-        # read by flask_feathers.testing.wait_for_dispatch for its message
-        return self.pending.count
-
     def close(self) -> None:
         """Stop the worker pool and the timeout watchdog."""
         self.scheduler.close()
