@@ -3,8 +3,11 @@
 // One process cannot open thousands of sockets at once quickly enough, so the coordinator (loadgen.js,
 // through the Swarm class below) forks worker processes (this file) and drives them over IPC. Each
 // worker holds its share of the clients and binds them to its own loopback source address
-// (127.0.0.2, 127.0.0.3, ...: ephemeral ports are per source address, and three reconnect rounds of
-// 10,000 clients leave tens of thousands of sockets in TIME_WAIT). The workers inherit the
+// (127.N.0.2, 127.N.1.2, ...: ephemeral ports are per source address, and three reconnect rounds of
+// 10,000 clients leave tens of thousands of sockets in TIME_WAIT). N comes from the coordinator's
+// pid, so a run does not inherit the TIME_WAIT sockets of the run before it on the same addresses
+// (measured: 12,000 of them, left by a Feathers 5 storm, made the next server's storm clients
+// connect at 500 a second for a minute, the kernel searching for a free port on every bind). The workers inherit the
 // coordinator's CPU affinity (bench.py pins it to the client core).
 //
 // Times that cross processes are wall-clock milliseconds (client.js wall()); the coordinator asks
@@ -124,14 +127,15 @@ function runWorker () {
 
 // -- coordinator -----------------------------------------------------------------------------------
 class Swarm {
-  // workers: how many processes; they get source addresses 127.0.0.2, 127.0.0.3, ...
+  // workers: how many processes; they get source addresses 127.N.0.2, 127.N.1.2, ... (N: see above)
   constructor (workers) {
+    const net = 2 + (process.pid % 250);
     this.workers = [];
     this.seq = 0;
     this.pending = new Map();
     for (let k = 0; k < workers; k++) {
       const child = fork(__filename, ['worker'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-      const w = { child, index: k, localAddress: `127.0.0.${2 + k}`, exited: false, ready: null };
+      const w = { child, index: k, localAddress: `127.${net}.${k}.2`, exited: false, ready: null };
       w.ready = new Promise((resolve) => {
         child.on('message', (m) => {
           if (m.ready) { resolve(true); return; }

@@ -152,7 +152,7 @@ class HubSocket(_socketio_compat.EngineIOSocket):  # type: ignore[misc]
         self.upgraded = True
         self.queue.attach(ws)
         ws.start()
-        return transport.Done(mode)(environ, start_response)
+        return transport.finish(mode)
 
 
 class EngineIOHandler:

@@ -36,7 +36,10 @@ class PrimusRequest:
     def __init__(self, flask_request: Any) -> None:
         self._request = flask_request
         self.headers = flask_request.headers
-        self.args = _QueryArgs(flask_request.args)
+        if 'args' not in flask_request.__dict__:  # not parsed yet: parse it once, as _QueryArgs
+            flask_request.parameter_storage_class = _QueryArgs
+        args = flask_request.args
+        self.args = args if type(args) is _QueryArgs else _QueryArgs(args)
         self.query = self.args
         self.remote_addr = flask_request.remote_addr
         self.environ = flask_request.environ

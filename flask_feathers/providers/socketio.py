@@ -115,7 +115,8 @@ def _close_after_websocket(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
             return wsgi_app(environ, start_response)
         except ConnectionError:
             sock = environ.get('werkzeug.socket')
-            if sock is not None and environ.get('HTTP_UPGRADE', '').lower() == 'websocket':
+            if sock is not None and environ.get('HTTP_UPGRADE', '').lower() == 'websocket' \
+                    and not transport.handed_over(environ):
                 transport.shutdown_socket(sock)
             raise
     app.__wrapped__ = wsgi_app  # type: ignore[attr-defined]
@@ -200,18 +201,39 @@ class SocketIOProvider:
         delivery = _socketio_wire.Delivery(io, connections, max_queue)
         state.dispatcher.add_transport(PROVIDER, delivery.broadcast, delivery.write)
 
-        def on_connect(auth: Any = None) -> Any:
-            sid = _sid()
+        user = io._user_handlers
+
+        def user_connect(feathers: Dict[str, Any], auth: Any) -> None:
+            # in Flask-SocketIO's request context of the connection (flask.request.sid, the
+            # connection's own flask.session), like every handler registered with @io.on
+            _store_on_session(feathers)  # before the app's own connect handlers read it
+            for handler in user['connect']:
+                result = handler(auth) if _accepts_argument(handler) else handler()
+                if result is False:
+                    raise ConnectionRefusedError(REFUSED_MESSAGE)
+
+        def on_connect(sid: str, environ: Dict[str, Any], auth: Any = None) -> Any:
+            # python-socketio calls this directly: the io.use chain runs in the app context,
+            # with the handshake request as socket.request; a request context (Flask-SocketIO's,
+            # about a third of a connect's CPU) is made only for the app's own handlers.
+            app = environ['flask.app']
+            with app.app_context():
+                admit(app, sid, environ, auth)
+            return True
+
+        def admit(app: flask.Flask, sid: str, environ: Dict[str, Any], auth: Any) -> None:
             feathers: Dict[str, Any] = {'provider': PROVIDER}
-            socket = SocketContext(sid, auth, _request_object(), feathers)
-            too_many = admission.over_connect_rate(state.connect_rate, flask.request.remote_addr) \
-                or admission.over_connection_caps(state, flask.request.remote_addr)
+            request = app.request_class(environ)
+            address = request.remote_addr
+            socket = SocketContext(sid, auth, request, feathers)
+            too_many = admission.over_connect_rate(state.connect_rate, address) \
+                or admission.over_connection_caps(state, address)
             if too_many is not None:
                 raise ConnectionRefusedError(too_many.message, too_many.to_dict())
             conn = Connection(sid, PROVIDER, feathers, functools.partial(delivery.send, sid))
             # the handshake's request (engine.io keeps it anyway): params['headers'] of calls
-            conn.extra['environ'] = flask.request.environ
-            conn.extra['address'] = flask.request.remote_addr
+            conn.extra['environ'] = environ
+            conn.extra['address'] = address
             conn.extra['disconnect'] = functools.partial(io.server.disconnect, sid,
                                                          namespace=NAMESPACE)
             try:
@@ -220,12 +242,10 @@ class SocketIOProvider:
                            label='io.use middleware')
                 # Authorization: Bearer <token> on the handshake signs the connection in
                 admission.authenticate_handshake(
-                    application, conn, lambda: _calls.headers_of(conn.extra['environ']))
-                _store_on_session(feathers)  # before the app's own connect handlers read it
-                for handler in io._user_handlers['connect']:
-                    result = handler(auth) if _accepts_argument(handler) else handler()
-                    if result is False:
-                        raise ConnectionRefusedError(REFUSED_MESSAGE)
+                    application, conn, lambda: _calls.headers_of(environ))
+                if user['connect'] or user['disconnect'] or user['*']:
+                    io._handle_event(functools.partial(user_connect, feathers), 'connect',
+                                     NAMESPACE, sid, environ, auth)
             except ConnectionRefusedError:
                 raise
             except Exception as exc:
@@ -236,15 +256,18 @@ class SocketIOProvider:
                 raise ConnectionRefusedError(message, data) if data is not None \
                     else ConnectionRefusedError(message) from None
             connections.add(conn)
-            return True
 
-        def on_disconnect(reason: Any = None) -> None:
-            connections.remove(_sid())
-            for handler in io._user_handlers['disconnect']:
+        def user_disconnect(reason: Any = None) -> None:
+            for handler in user['disconnect']:
                 try:
                     handler(reason) if _accepts_argument(handler) else handler()
                 except Exception:
                     log.exception('disconnect handler %r raised', handler)
+
+        def on_disconnect(sid: str, reason: Any = None) -> None:
+            connections.remove(sid)
+            if user['disconnect']:
+                io._handle_event(user_disconnect, 'disconnect', NAMESPACE, sid, reason)
 
         def on_any(event: Any, *args: Any) -> Any:
             conn = connections.get(_sid())
@@ -256,8 +279,8 @@ class SocketIOProvider:
                 return handler(event, *args)
             return tuple(_calls.unknown_event_error(event))
 
-        io.on('connect')(on_connect)
-        io.on('disconnect')(on_disconnect)
+        io.server.on('connect', on_connect, namespace=NAMESPACE)
+        io.server.on('disconnect', on_disconnect, namespace=NAMESPACE)
         io.on('*')(on_any)
         io._feathers_owned = True
         if self.fn is not None:

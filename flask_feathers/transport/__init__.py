@@ -18,7 +18,7 @@ Flask-SocketIO) and ``providers/primus.py``.
 from typing import Any, Dict, Optional, Tuple
 
 from .._waits import blocking
-from .handover import (Done, can_hand_over, done, handshake, server_socket, shutdown_socket,
+from .handover import (Done, can_hand_over, done, finish, handed_over, handshake, server_socket, shutdown_socket,
                        slim_environ, take_over, websocket_environ)
 from .hub import Hub, get_hub
 from .frames import Message
@@ -26,7 +26,7 @@ from .websocket import WebSocket
 from .workers import PooledTask, Workers
 
 __all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'blocking',
-           'can_hand_over', 'done', 'get_hub', 'handshake', 'shutdown_socket', 'slim_environ',
+           'can_hand_over', 'done', 'finish', 'get_hub', 'handed_over', 'handshake', 'shutdown_socket', 'slim_environ',
            'take_over', 'websocket_environ', 'accept']
 
 
@@ -40,7 +40,7 @@ def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[
         return None
     raw = server_socket(environ)
     proto, mode = handshake(websocket_environ(environ, compression))
-    sock = take_over(raw)
+    sock = take_over(raw, environ)
     slim_environ(environ)
     ws = WebSocket(sock, proto, handler, get_hub(), max_message_size=max_message_size,
                    max_backlog=max_backlog, owner=owner)

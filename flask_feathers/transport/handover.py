@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import socket
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from werkzeug.wrappers import Response
 from wsproto.connection import Connection, ConnectionType
@@ -114,9 +114,39 @@ def handshake(environ: Dict[str, Any]) -> Tuple[Any, Any]:
     return Connection(ConnectionType.SERVER), mode
 
 
-def take_over(raw: socket.socket) -> socket.socket:
+#: environ key: a :class:`SocketClaim` when the server that made the environ lets the hand-over
+#: keep the request's very socket (``api.run``'s :func:`..serving.serve_upgrade`).
+OWN_SOCKET = 'flask_feathers.own_socket'
+
+
+class SocketClaim:
+    """The request's socket, and whether the connection layer took it (then the server leaves it
+    open). An object, not an environ flag: middleware such as Flask-SocketIO's copies the
+    environ."""
+
+    __slots__ = ('sock', 'taken')
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.taken = False
+
+
+def handed_over(environ: Dict[str, Any]) -> bool:
+    """Whether the connection layer took the request's very socket (:class:`SocketClaim`): the
+    server's socket in this environ is then a live connection, not the server's to touch."""
+    claim = environ.get(OWN_SOCKET)
+    return isinstance(claim, SocketClaim) and claim.taken
+
+
+def take_over(raw: socket.socket, environ: Optional[Dict[str, Any]] = None) -> socket.socket:
     """A non-blocking socket of our own on ``raw``'s connection; ``raw`` is left on a dead
-    socket for the WSGI server to finish with (see the module doc)."""
+    socket for the WSGI server to finish with (see the module doc), unless the server lets us
+    have ``raw`` itself (:data:`OWN_SOCKET`)."""
+    claim = environ.get(OWN_SOCKET) if environ is not None else None
+    if isinstance(claim, SocketClaim) and claim.sock is raw and not claim.taken:
+        claim.taken = True
+        raw.setblocking(False)
+        return raw
     ours = raw.dup()
     dead, peer = socket.socketpair()
     peer.close()
@@ -133,7 +163,7 @@ def slim_environ(environ: Dict[str, Any]) -> None:
     the server's socket): Socket.IO keeps the environ of every client for its whole life."""
     if 'wsgi.input' in environ:
         environ['wsgi.input'] = io.BytesIO()
-    for key in ('werkzeug.socket', 'gunicorn.socket'):
+    for key in ('werkzeug.socket', 'gunicorn.socket', OWN_SOCKET):
         if key in environ:
             environ[key] = None
 
@@ -148,11 +178,18 @@ class Done(Response):
         self.mode = mode
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        if self.mode == 'werkzeug':
-            raise ConnectionError()
-        if self.mode == 'gunicorn':
-            raise StopIteration()
-        return []
+        return finish(self.mode)
+
+
+def finish(mode: str) -> Any:
+    """End the WSGI request whose WebSocket was handed over, the way its server drops a request
+    quietly (what :class:`Done` does, without making a response object first: outside Flask's
+    view functions nothing needs one)."""
+    if mode == 'werkzeug':
+        raise ConnectionError()
+    if mode == 'gunicorn':
+        raise StopIteration()
+    return []
 
 
 _done_classes: Dict[type, 'type[Done]'] = {}

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from .._waits import blocking
+from .handover import OWN_SOCKET, SocketClaim
 
 log = logging.getLogger(__name__)
 
@@ -292,11 +293,13 @@ def serve_upgrade(server: Any, sock: Any, client_address: Any) -> bool:
     except OSError:
         return True
     address = client_address[0] if isinstance(client_address, tuple) else client_address
+    claim = SocketClaim(sock)
     environ: Dict[str, Any] = {
         'wsgi.version': (1, 0), 'wsgi.url_scheme': 'http', 'wsgi.input': io.BytesIO(),
         'wsgi.errors': sys.stderr, 'wsgi.multithread': server.multithread,
         'wsgi.multiprocess': server.multiprocess, 'wsgi.run_once': False,
-        'werkzeug.socket': sock, 'SERVER_SOFTWARE': 'flask-feathers', 'REQUEST_METHOD': 'GET',
+        'werkzeug.socket': sock, OWN_SOCKET: claim, 'SERVER_SOFTWARE': 'flask-feathers',
+        'REQUEST_METHOD': 'GET',
         'SCRIPT_NAME': '', 'PATH_INFO': _wsgi_str(unquote(url.path)),
         'QUERY_STRING': _wsgi_str(url.query), 'REQUEST_URI': _wsgi_str(target),
         'RAW_URI': _wsgi_str(target), 'REMOTE_ADDR': address,
@@ -343,10 +346,11 @@ def serve_upgrade(server: Any, sock: Any, client_address: Any) -> bool:
             log.info('%s "GET %s" %s', address, target, status.split(' ', 1)[0])
         return True
     finally:
-        try:
-            sock.close()
-        except OSError:
-            pass
+        if not claim.taken:  # else the connection layer has it now
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _wsgi_str(value: str) -> str:
