@@ -93,3 +93,19 @@ def test_simple_frames_are_taken_and_the_rest_is_handed_on():
     events, rest = split_simple_frames(frame(8, b'\x03\xe8ok') + frame(1, b'after'))
     assert [(type(e), int(e.code), e.reason) for e in events] == [(CloseConnection, 1000, 'ok')]
     assert rest == b''
+
+
+_payloads = st.one_of(
+    st.text(max_size=300),
+    st.binary(max_size=300),
+    st.sampled_from([126, 65535, 65536, 70000]).map(lambda n: 'x' * n),
+    st.sampled_from([125, 126, 65535, 65536]).map(lambda n: b'\x00' * n))
+
+
+@given(_payloads)
+def test_server_frames_are_the_bytes_wsproto_writes(data):
+    from wsproto.frame_protocol import FrameProtocol
+
+    from flask_feathers.transport.frames import encode_frame
+    expected = bytes(FrameProtocol(client=False, extensions=[]).send_data(data, True))
+    assert encode_frame(data) == expected

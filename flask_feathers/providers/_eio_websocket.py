@@ -95,6 +95,10 @@ class HubSocket(_socketio_compat.EngineIOSocket):  # type: ignore[misc]
     #: whose connections these are (the app's FeathersState): api.close() closes them
     owner: Any
 
+    #: ``shortcut(socket, ws, text) -> bool``: a first look at each text frame of a handed-over
+    #: websocket, True when it handled the frame (the Socket.IO provider answers CONNECT there)
+    shortcut: Optional[Callable[[Any, WebSocket, str], bool]] = None
+
     _timer: Optional[transport.hub.Timer] = None
     # engine.io's own fields, which this class reads and sets
     last_ping: Optional[float]
@@ -168,6 +172,9 @@ class EngineIOHandler:
         ws.deliver(self._receive, message)
 
     def _receive(self, ws: WebSocket, message: Any) -> None:
+        shortcut = self.socket.shortcut
+        if shortcut is not None and type(message) is str and shortcut(self.socket, ws, message):
+            return
         try:
             pkt = eio_packet.Packet(encoded_packet=message)
         except Exception as exc:
@@ -233,8 +240,9 @@ def send_to_many(server: Any, namespace: str, event: str, data: Any,
     return rest
 
 
-def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> None:
-    """Put ``io``'s engine.io server on the connection layer (see the module doc).
+def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> type:
+    """Put ``io``'s engine.io server on the connection layer (see the module doc); returns the
+    socket class its clients get (:class:`HubSocket`, with this server's hub and settings).
 
     ``eio._async`` is the driver table engineio shares between servers of one async mode: this
     server gets its own copy.
@@ -258,6 +266,7 @@ def tune(io: Any, compression: bool, max_backlog: int, owner: Any = None) -> Non
     def wrap(connect: Optional[Callable[..., Any]]) -> Callable[..., Any]:
         return functools.partial(_on_connect, eio, io.server, socket_class, timeout, connect)
     _socketio_compat.wrap_handler(eio, 'connect', wrap)
+    return socket_class
 
 
 def _on_connect(eio: Any, server: Any, socket_class: type, timeout: Optional[float],

@@ -15,7 +15,9 @@ What is relied on, and why:
   ``_bad_request`` (the answer to a broken upgrade), ``handlers`` (the connect and message
   handlers, wrapped);
 * python-socketio's server: ``_send_packet`` (wrapped, to know when a client's CONNECT went
-  out) and ``_binary_packet`` (the attachments a client announced, bounded);
+  out), ``_binary_packet`` (the attachments a client announced, bounded), and ``environ``,
+  ``handlers``, ``always_connect`` and ``_trigger_event`` (a websocket client's CONNECT to the
+  default namespace is answered on the connection layer: :func:`connect_default_namespace`);
 * python-socketio's manager: ``rooms``, ``callbacks``, ``pending_connect`` and
   ``pending_disconnect`` (kept in step by :class:`IndexedRooms`);
 * Flask-SocketIO: ``sockio_mw.engineio_path`` (the path its middleware answers).
@@ -26,6 +28,10 @@ from importlib import metadata
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from engineio import socket as engineio_socket
+from socketio import exceptions as socketio_exceptions
+from socketio import packet as socketio_packet
+
+NAMESPACE = '/'
 
 #: engine.io's socket class, which :class:`._eio_websocket.HubSocket` extends
 EngineIOSocket: Any = engineio_socket.Socket
@@ -33,9 +39,11 @@ EngineIOSocket: Any = engineio_socket.Socket
 _SOCKET_MEMBERS = ('schedule_ping', 'close', '_upgrade_websocket', 'check_ping_timeout',
                    'receive')
 _ENGINEIO_SERVER_MEMBERS = ('_async', '_bad_request', 'handlers', 'sockets')
-_SOCKETIO_SERVER_MEMBERS = ('_send_packet', '_binary_packet', 'packet_class', 'manager')
+_SOCKETIO_SERVER_MEMBERS = ('_send_packet', '_binary_packet', 'packet_class', 'manager',
+                            'environ', 'handlers', 'always_connect', '_trigger_event')
 _MANAGER_MEMBERS = ('rooms', 'callbacks', 'pending_connect', 'pending_disconnect',
-                    'basic_enter_room', 'basic_leave_room', 'basic_disconnect')
+                    'basic_enter_room', 'basic_leave_room', 'basic_disconnect', 'pre_connect',
+                    'connect', 'disconnect')
 
 
 def _version(name: str) -> str:
@@ -108,6 +116,45 @@ def wrap_send_packet(server: Any,
 def send_packet(server: Any, eio_sid: str, pkt: Any) -> None:
     """Send one Socket.IO packet to one engine.io client."""
     server._send_packet(eio_sid, pkt)
+
+
+def connect_default_namespace(server: Any, eio_sid: str, auth: Any,
+                              send_connect: Callable[[str], None]) -> bool:
+    """python-socketio's handling of a client's CONNECT to the default namespace
+    (``Server._handle_connect``, 5.x) for a client whose CONNECT packet was parsed already, with
+    the accepting CONNECT written by ``send_connect(sid)``. False, having done nothing, where
+    python-socketio must do it itself (``always_connect``, binary packets pending, no handlers
+    for the namespace, an unknown client)."""
+    environ = server.environ.get(eio_sid)
+    if server.always_connect or eio_sid in server._binary_packet or environ is None \
+            or NAMESPACE not in server.handlers:
+        return False
+    sid = server.manager.pre_connect(eio_sid, NAMESPACE)
+    if sid is None:  # connected to the namespace already
+        server._send_packet(eio_sid, server.packet_class(
+            socketio_packet.CONNECT_ERROR, data='Unable to connect', namespace=NAMESPACE))
+        return True
+    try:
+        if auth:
+            success = server._trigger_event('connect', NAMESPACE, sid, environ, auth)
+        else:
+            try:
+                success = server._trigger_event('connect', NAMESPACE, sid, environ, None)
+            except TypeError:  # a handler of the older signature
+                success = server._trigger_event('connect', NAMESPACE, sid, environ)
+        fail_reason = None
+    except socketio_exceptions.ConnectionRefusedError as exc:
+        fail_reason, success = exc.error_args, False
+    except ConnectionRefusedError:
+        fail_reason, success = {'message': 'Connection refused by server'}, False
+    if success is False:
+        server._send_packet(eio_sid, server.packet_class(
+            socketio_packet.CONNECT_ERROR, data=fail_reason, namespace=NAMESPACE))
+        server.manager.disconnect(sid, NAMESPACE, ignore_queue=True)
+    else:
+        send_connect(sid)
+        server.manager.connect(sid, NAMESPACE)
+    return True
 
 
 def announced_attachments(server: Any, eio_sid: str) -> Optional[Any]:

@@ -191,7 +191,7 @@ class SocketIOProvider:
         io = FeathersSocketIO(app, **options)
         _route_for_handlers(app, io)
         app.wsgi_app = _close_after_websocket(app.wsgi_app)  # type: ignore[method-assign]
-        _eio_websocket.tune(io, compression, max_queue, owner=state)
+        socket_class = _eio_websocket.tune(io, compression, max_queue, owner=state)
         _socketio_wire.guard_messages(io)
         state.io = io
         state.providers[PROVIDER] = self
@@ -199,6 +199,7 @@ class SocketIOProvider:
         connections = state.connections
 
         delivery = _socketio_wire.Delivery(io, connections, max_queue)
+        socket_class.shortcut = delivery.answer_connect  # type: ignore[attr-defined]
         state.dispatcher.add_transport(PROVIDER, delivery.broadcast, delivery.write)
 
         user = io._user_handlers

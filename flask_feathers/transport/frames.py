@@ -4,10 +4,11 @@ wsproto, which does the rest: :class:`Message`, a server frame built once for ma
 docs/protocol.rst, "Connection layer")."""
 from __future__ import annotations
 
+import struct
 from typing import Any, List, Optional, Tuple, Union
 
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
-from wsproto.frame_protocol import CloseReason, FrameProtocol
+from wsproto.frame_protocol import CloseReason
 
 
 class Message:
@@ -24,9 +25,28 @@ class Message:
     def wire(self) -> bytes:
         wire = self._wire
         if wire is None:
-            wire = self._wire = bytes(FrameProtocol(client=False, extensions=[]).send_data(
-                self.data, True))
+            wire = self._wire = encode_frame(self.data)
         return wire
+
+
+def encode_frame(data: Union[str, bytes]) -> bytes:
+    """One whole server data frame without extensions: text for ``str`` (UTF-8), binary for
+    ``bytes``; FIN set, no mask (RFC 6455 section 5.2), the bytes wsproto would write, at a
+    fraction of the cost of its per-message frame machinery."""
+    if isinstance(data, str):
+        payload, first = data.encode('utf-8'), 0x81
+    else:
+        payload, first = bytes(data), 0x82
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return _HEADER_16.pack(first, 126, size) + payload
+    return _HEADER_64.pack(first, 127, size) + payload
+
+
+_HEADER_16 = struct.Struct('!BBH')
+_HEADER_64 = struct.Struct('!BBQ')
 
 
 def split_simple_frames(data: bytes) -> Tuple[List[Any], bytes]:

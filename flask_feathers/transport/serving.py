@@ -188,6 +188,16 @@ class _FirstRequest:
             pass
 
 
+def _head_arrived(sock: Any) -> bool:
+    """Whether the whole request head is already waiting on a just-accepted socket (a client
+    sends its request right after connecting, so in a reconnect storm it usually is)."""
+    try:
+        head = sock.recv(REQUEST_HEAD_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # nothing yet (BlockingIOError), or gone: let the hub watch it
+        return False
+    return b'\r\n\r\n' in head
+
+
 @contextlib.contextmanager
 def pooled_werkzeug_requests(timeout: Optional[float] = None) -> Iterator[None]:
     """Werkzeug's threaded servers made meanwhile serve requests on the connection layer's worker
@@ -212,6 +222,8 @@ def pooled_werkzeug_requests(timeout: Optional[float] = None) -> Iterator[None]:
         hub = get_hub()
         if server.ssl_context is not None:  # a TLS socket may hold decrypted bytes already
             hub.workers.submit(server.process_request_thread, request, client_address)
+        elif _head_arrived(request):  # usual in a storm: no need for the hub to watch it first
+            hub.workers.submit(serve)
         else:
             hub.call_soon(_FirstRequest(request, hub, serve, timeout).watch)
 

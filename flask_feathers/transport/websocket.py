@@ -35,7 +35,7 @@ from wsproto.events import CloseConnection, Message as WsMessage, Ping, TextMess
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .frames import Message, split_simple_frames
+from .frames import Message, encode_frame, split_simple_frames
 from .hub import Hub, Timer
 from .lanes import SerialLane
 
@@ -118,13 +118,19 @@ class WebSocket(SerialLane):
     # -- writing (any thread) ------------------------------------------------------------------
     def send(self, data: Union[str, bytes]) -> bool:
         """Send one text (``str``) or binary (``bytes``) message; False when closed or dropped."""
-        event = BytesMessage(data=data) if isinstance(data, bytes) else TextMessage(data=data)
+        if self.compressed:  # the frame depends on this connection's compressor
+            event = BytesMessage(data=data) if isinstance(data, bytes) else TextMessage(data=data)
+            with self.lock:
+                if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
+                    return False
+                return self._write(self.proto.send(event), False)
+        frame = encode_frame(data)
         with self.lock:
             # wsproto leaves OPEN as it parses the client's close frame, a moment before the
             # hub thread marks the connection closing.
             if self.state is not OPEN or self.proto.state is not ConnectionState.OPEN:
                 return False
-            return self._write(self.proto.send(event), False)
+            return self._write(frame, False)
 
     def send_message(self, message: Message) -> bool:
         """Send a :class:`Message`, framed once for every connection without compression."""
