@@ -119,6 +119,15 @@ class Channels:
 
     def channel(self, *names: Union[str, Sequence[str]]) -> Channel:
         """The channel called ``name`` (created on first use), or the union of several."""
+        first = names[0] if len(names) == 1 else None
+        if isinstance(first, str):  # the usual call, on every connection
+            chan = self._named.get(first)
+            if chan is None:
+                with self._lock:
+                    chan = self._named.get(first)
+                    if chan is None:  # (setdefault would build a Channel on every call)
+                        chan = self._named[first] = Channel(name=first)
+            return chan
         flat: List[object] = []
         for name in names:
             if isinstance(name, (list, tuple)):

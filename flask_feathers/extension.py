@@ -14,6 +14,19 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, 
 
 from flask import Flask, current_app, has_app_context
 
+try:  # the app context's own variable (Flask 2.2+): the proxies cost a connect several lookups
+    from flask.globals import _cv_app
+except ImportError:  # pragma: no cover - another Flask
+    _cv_app = None  # type: ignore[assignment]
+
+
+def _context_app() -> Optional[Flask]:
+    """The app of the current application context, or None outside one."""
+    if _cv_app is not None:
+        ctx = _cv_app.get(None)
+        return getattr(ctx, 'app', None) if ctx is not None else None
+    return current_app._get_current_object() if has_app_context() else None
+
 from .application import Application, strip_path
 from .channels import Channel
 from .config import *  # noqa: F401,F403  (the FEATHERS_* keys' old import path)
@@ -87,6 +100,8 @@ class Feathers:
         self._shared_paths: Set[str] = set()
         # Weak: an app that is gone takes its state with it (app.extensions holds the state).
         self._state_refs: List['weakref.ref[FeathersState]'] = []
+        #: an app was initialised once: a missing state then means that app is gone
+        self._had_app = False
         #: 'login' / 'logout' -> listeners (see emit())
         self._app_listeners: Dict[str, List[Callable[..., Any]]] = {}
         # Services registered before init_app live here; the first app adopts it.
@@ -119,6 +134,7 @@ class Feathers:
         state = FeathersState(self, app, application, self._queue_options)
         app.extensions['feathers'] = state
         self._state_refs.append(weakref.ref(state))
+        self._had_app = True
         for deferred in self._deferred:
             if deferred.state is not None:
                 deferred.state(state)
@@ -307,8 +323,10 @@ class Feathers:
 
         With Socket.IO configured this is ``socketio.run``; otherwise Werkzeug's threaded server.
         It raises the open-files limit to the hard limit (one descriptor per client), listens
-        with a queue of 4,096 (a reconnect storm), and on SIGTERM or Ctrl-C sends every socket a
-        close frame (1001, going away: clients reconnect elsewhere) before it returns.
+        with a queue of 4,096 (a reconnect storm), runs CPython's full garbage collections ten
+        times less often (``serving.defer_full_collections``), and on SIGTERM or Ctrl-C sends
+        every socket a close frame (1001, going away: clients reconnect elsewhere) before it
+        returns.
         """
         from .transport import serving
         state = self._state_for(app)
@@ -317,7 +335,8 @@ class Feathers:
         serving.raise_open_files_limit()
         timeout = float(app.config.get(FEATHERS_REQUEST_TIMEOUT) or DEFAULT_REQUEST_TIMEOUT)
         with serving.werkzeug_listen_queue(), serving.pooled_werkzeug_requests(timeout), \
-                serving.one_startup_line(), serving.stop_on_sigterm(state.close):
+                serving.one_startup_line(), serving.defer_full_collections(), \
+                serving.stop_on_sigterm(state.close):
             self._serve(state, app, host, port, kwargs)
 
     @staticmethod
@@ -364,8 +383,9 @@ class Feathers:
     def _current(self, required: bool) -> Optional[FeathersState]: ...
 
     def _current(self, required: bool) -> Optional[FeathersState]:
-        if has_app_context():
-            state = current_app.extensions.get('feathers')
+        app = _context_app()
+        if app is not None:
+            state = app.extensions.get('feathers')
             if isinstance(state, FeathersState) and state.api is self:
                 return state
         states = self._states
@@ -374,6 +394,10 @@ class Feathers:
         if states and required:
             raise RuntimeError(f'this extension serves {len(states)} apps: use it inside '
                                f'`with app.app_context():` (or a request) so it knows which one')
+        if required and self._had_app:
+            raise RuntimeError('the Flask app this extension was initialised on is gone: the '
+                               'extension holds its apps weakly (app factories make many), so '
+                               'keep a reference to the app while you use the extension')
         if required:
             raise RuntimeError('the Feathers extension is not initialised on an app yet: call '
                                'Feathers(app) or api.init_app(app) first')

@@ -46,3 +46,23 @@ def test_api_run_prints_one_line_about_the_development_server(tmp_path, provider
         "(docs: deployment)"], lines
     assert any('Running on http://127.0.0.1:' in line for line in lines), lines
     assert not any('WARNING' in line or 'Traceback' in line for line in lines), lines
+
+
+def test_api_run_defers_full_collections_only_over_the_default_thresholds():
+    import gc
+    import sys
+
+    from flask_feathers.transport import serving
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with serving.defer_full_collections():
+            inside = gc.get_threshold()
+        assert gc.get_threshold() == (700, 10, 10)
+        if sys.version_info < (3, 14):
+            assert inside == (700, 10, serving.FULL_COLLECTION_EVERY)
+        gc.set_threshold(500, 5, 5)  # the app's own choice is left alone
+        with serving.defer_full_collections():
+            assert gc.get_threshold() == (500, 5, 5)
+    finally:
+        gc.set_threshold(*before)

@@ -139,12 +139,17 @@ class HubSocket(_socketio_compat.EngineIOSocket):  # type: ignore[misc]
     def _upgrade_websocket(self, environ: Any, start_response: Any) -> Any:
         if self.connected or not transport.can_hand_over(environ):
             return super()._upgrade_websocket(environ, start_response)
+        return self.hand_over(environ, start_response)
+
+    def hand_over(self, environ: Any, start_response: Any, first: Optional[str] = None) -> Any:
+        """Answer the upgrade and give the websocket to the hub; ``first`` (the OPEN packet of a
+        client that opened as a websocket) goes out with the answer."""
         handler = EngineIOHandler(self)
         try:
             accepted = transport.accept(environ, handler,
                                         max_message_size=self.server.max_http_buffer_size,
                                         max_backlog=self.max_backlog, owner=self.owner,
-                                        compression=self.compression)
+                                        compression=self.compression, first=first)
         except Exception as exc:  # a bad upgrade request
             log.info('Socket.IO websocket handshake failed: %r', exc)
             self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)

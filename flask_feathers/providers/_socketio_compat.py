@@ -13,7 +13,8 @@ What is relied on, and why:
   handed to the hub);
 * engine.io's server: ``_async`` (the driver table: queue, thread and websocket classes),
   ``_bad_request`` (the answer to a broken upgrade), ``handlers`` (the connect and message
-  handlers, wrapped);
+  handlers, wrapped), and what its handshake uses (:func:`open_websocket_session`: a client
+  that opens as a websocket is answered on the connection layer);
 * python-socketio's server: ``_send_packet`` (wrapped, to know when a client's CONNECT went
   out), ``_binary_packet`` (the attachments a client announced, bounded), and ``environ``,
   ``handlers``, ``always_connect`` and ``_trigger_event`` (a websocket client's CONNECT to the
@@ -27,6 +28,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
+from engineio import packet as engineio_packet
 from engineio import socket as engineio_socket
 from socketio import exceptions as socketio_exceptions
 from socketio import packet as socketio_packet
@@ -38,7 +40,10 @@ EngineIOSocket: Any = engineio_socket.Socket
 
 _SOCKET_MEMBERS = ('schedule_ping', 'close', '_upgrade_websocket', 'check_ping_timeout',
                    'receive')
-_ENGINEIO_SERVER_MEMBERS = ('_async', '_bad_request', 'handlers', 'sockets')
+_ENGINEIO_SERVER_MEMBERS = ('_async', '_bad_request', 'handlers', 'sockets', 'start_service_task',
+                            'transports', 'cors_allowed_origins', '_cors_allowed_origins',
+                            'generate_id', '_upgrades', 'ping_interval_grace_period',
+                            '_trigger_event', '_unauthorized')
 _SOCKETIO_SERVER_MEMBERS = ('_send_packet', '_binary_packet', 'packet_class', 'manager',
                             'environ', 'handlers', 'always_connect', '_trigger_event')
 _MANAGER_MEMBERS = ('rooms', 'callbacks', 'pending_connect', 'pending_disconnect',
@@ -116,6 +121,38 @@ def wrap_send_packet(server: Any,
 def send_packet(server: Any, eio_sid: str, pkt: Any) -> None:
     """Send one Socket.IO packet to one engine.io client."""
     server._send_packet(eio_sid, pkt)
+
+
+def open_websocket_session(eio: Any, socket_class: type, environ: Dict[str, Any]
+                           ) -> Optional[Tuple[Any, Any]]:
+    """engine.io's handshake (``Server.handle_request`` and ``_handle_connect``, 4.x) for a
+    client that opens as a websocket, up to the upgrade itself: ``(socket, OPEN packet)``, or
+    ``(None, refusal)`` where engine.io's connect handlers refused (its 401 answer, a dict), or
+    None, having done nothing, where engine.io must answer itself (its service task not started
+    yet, websocket not an allowed transport, an origin it refuses)."""
+    if eio.start_service_task or 'websocket' not in eio.transports:
+        return None
+    origin = environ.get('HTTP_ORIGIN')
+    if origin and eio.cors_allowed_origins != []:
+        allowed = eio._cors_allowed_origins(environ)
+        if allowed is not None and origin not in allowed:
+            return None  # engine.io refuses it, and logs that once
+    sid = eio.generate_id()
+    sock = socket_class(eio, sid)
+    eio.sockets[sid] = sock
+    opening = engineio_packet.Packet(engineio_packet.OPEN, {
+        'sid': sid,
+        'upgrades': eio._upgrades(sid, 'websocket'),
+        'pingTimeout': int(eio.ping_timeout * 1000),
+        'pingInterval': int(eio.ping_interval + eio.ping_interval_grace_period) * 1000,
+        'maxPayload': eio.max_http_buffer_size,
+    })
+    ret = eio._trigger_event('connect', sid, environ, run_async=False)
+    if ret is not None and ret is not True:
+        del eio.sockets[sid]
+        return None, eio._unauthorized(ret or None)
+    sock.schedule_ping()
+    return sock, opening
 
 
 def connect_default_namespace(server: Any, eio_sid: str, auth: Any,

@@ -149,7 +149,9 @@ class PrimusServer(EventEmitter):
                 return wsgi_app(environ, start_response)
             with app.app_context():
                 try:
-                    response = self.answer(app.request_class(environ))
+                    # not stored in the environ: the two would make a reference cycle that
+                    # outlives the connection until a full garbage collection
+                    response = self.answer(app.request_class(environ, populate_request=False))
                 except Exception:
                     log.exception('error on a Primus upgrade request')
                     response = Response(json.dumps({'error': 'Internal Server Error'}),
@@ -239,6 +241,8 @@ class PrimusServer(EventEmitter):
         and the server's 'disconnection' listeners run."""
         self.sparks.pop(spark.id, None)
         self.state.connections.remove(spark.id)
+        # a request made in Flask's context (the view's way) sits in its environ: a cycle
+        spark.request.environ.pop('werkzeug.request', None)
         if notify:
             spark._run_listeners('end')
             self._run_listeners('disconnection', spark)

@@ -20,7 +20,7 @@ from ..extension import FeathersState
 from ..service import invoke
 from ..transport import admission
 from .. import transport
-from . import _calls, _eio_websocket, _socketio_compat, _socketio_wire
+from . import _calls, _eio_open, _eio_websocket, _socketio_compat, _socketio_wire
 from ._socketio_wire import NAMESPACE, PROVIDER
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ class SocketIOProvider:
 
         delivery = _socketio_wire.Delivery(io, connections, max_queue)
         socket_class.shortcut = delivery.answer_connect  # type: ignore[attr-defined]
+        app.wsgi_app = _eio_open.websocket_opens(  # type: ignore[method-assign]
+            io, app, socket_class, app.wsgi_app)
         state.dispatcher.add_transport(PROVIDER, delivery.broadcast, delivery.write)
 
         user = io._user_handlers
@@ -224,7 +226,9 @@ class SocketIOProvider:
 
         def admit(app: flask.Flask, sid: str, environ: Dict[str, Any], auth: Any) -> None:
             feathers: Dict[str, Any] = {'provider': PROVIDER}
-            request = app.request_class(environ)
+            # not stored in the environ (the two would be a reference cycle that outlives the
+            # connection until a full garbage collection: one per client after a storm)
+            request = app.request_class(environ, populate_request=False)
             address = request.remote_addr
             socket = SocketContext(sid, auth, request, feathers)
             too_many = admission.over_connect_rate(state.connect_rate, address) \
@@ -266,9 +270,12 @@ class SocketIOProvider:
                     log.exception('disconnect handler %r raised', handler)
 
         def on_disconnect(sid: str, reason: Any = None) -> None:
-            connections.remove(sid)
+            conn = connections.remove(sid)
             if user['disconnect']:
                 io._handle_event(user_disconnect, 'disconnect', NAMESPACE, sid, reason)
+            if conn is not None:
+                # Flask-SocketIO's request contexts leave their request in the environ: a cycle
+                conn.extra.get('environ', {}).pop('werkzeug.request', None)
 
         def on_any(event: Any, *args: Any) -> Any:
             conn = connections.get(_sid())

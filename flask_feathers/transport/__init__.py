@@ -31,17 +31,21 @@ __all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'bloc
 
 
 def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[int],
-           max_backlog: int, owner: Any = None,
-           compression: bool = False) -> Optional[Tuple[WebSocket, str]]:
+           max_backlog: int, owner: Any = None, compression: bool = False,
+           first: Optional[str] = None) -> Optional[Tuple[WebSocket, str]]:
     """Handshake and hand over the WebSocket of ``environ``: ``(ws, mode)``, with ``ws`` not
     started yet (the caller sets up its adapter, then calls ``ws.start()``), or None when this
-    server's sockets cannot be handed over. Raises when the handshake fails."""
+    server's sockets cannot be handed over. Raises when the handshake fails. ``first``: a text
+    message sent right after the upgrade answer (with it, in one write, when nothing was
+    negotiated)."""
     if not can_hand_over(environ):
         return None
     raw = server_socket(environ)
-    proto, mode = handshake(websocket_environ(environ, compression))
+    proto, mode, sent_first = handshake(websocket_environ(environ, compression), first)
     sock = take_over(raw, environ)
     slim_environ(environ)
     ws = WebSocket(sock, proto, handler, get_hub(), max_message_size=max_message_size,
                    max_backlog=max_backlog, owner=owner)
+    if first is not None and not sent_first:
+        ws.send(first)
     return ws, mode

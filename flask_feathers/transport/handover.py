@@ -27,6 +27,8 @@ import socket
 from typing import Any, Dict, Optional, Tuple
 
 from werkzeug.wrappers import Response
+
+from .frames import encode_frame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.utilities import generate_accept_token
 
@@ -75,10 +77,11 @@ def websocket_environ(environ: Dict[str, Any], compression: bool = False) -> Dic
     return environ
 
 
-def handshake(environ: Dict[str, Any]) -> Tuple[Any, Any]:
-    """Answer the upgrade (101) on the request's socket; returns ``(wsproto connection, mode)``
-    where mode is ``'werkzeug'`` or ``'gunicorn'``. Raises ``ValueError`` when the request is not
-    a valid WebSocket upgrade (RFC 6455 section 4.2.1).
+def handshake(environ: Dict[str, Any], first: Optional[str] = None) -> Tuple[Any, Any, bool]:
+    """Answer the upgrade (101) on the request's socket; returns ``(wsproto connection, mode,
+    first sent)`` where mode is ``'werkzeug'`` or ``'gunicorn'``, and ``first``, a text message,
+    went out in the same write as the answer when no extension was negotiated. Raises
+    ``ValueError`` when the request is not a valid WebSocket upgrade (RFC 6455 section 4.2.1).
 
     Without an extension to negotiate (``websocket_environ`` drops the permessage-deflate offer
     unless compression is on) the answer is written here and wsproto's connection is made open;
@@ -87,7 +90,7 @@ def handshake(environ: Dict[str, Any]) -> Tuple[Any, Any]:
     if environ.get('HTTP_SEC_WEBSOCKET_EXTENSIONS'):
         from simple_websocket import Server
         ws = Server(environ, thread_class=_NoThread)
-        return ws.ws.connection, ws.mode
+        return ws.ws.connection, ws.mode, False
     mode = 'werkzeug' if environ.get('werkzeug.socket') is not None else 'gunicorn'
     sock = server_socket(environ)
     if sock is None:
@@ -110,8 +113,8 @@ def handshake(environ: Dict[str, Any]) -> Tuple[Any, Any]:
     accept = generate_accept_token(key.strip().encode('ascii')).decode('ascii')
     sock.sendall(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n'
                  b'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept.encode('ascii') +
-                 b'\r\n\r\n')
-    return Connection(ConnectionType.SERVER), mode
+                 b'\r\n\r\n' + (encode_frame(first) if first is not None else b''))
+    return Connection(ConnectionType.SERVER), mode, first is not None
 
 
 #: environ key: a :class:`SocketClaim` when the server that made the environ lets the hand-over

@@ -66,7 +66,7 @@ class SerialLane:
             if self.lane_busy:
                 return
             self.lane_busy = True
-        self.hub.workers.submit(self._run_lane)
+        self.hub.workers.submit_next(self._run_lane)
 
     def _run_lane(self) -> None:
         while True:

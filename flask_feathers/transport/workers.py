@@ -82,7 +82,17 @@ class Workers:
         self._serial = 0
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        task = (fn, args)
+        """Run ``fn(*args)`` on a pooled thread; when all are busy, after the tasks queued."""
+        self._submit((fn, args), False)
+
+    def submit_next(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Like :meth:`submit`, but when all threads are busy, ahead of the tasks queued: what an
+        open connection asked for goes before new connections' handshakes, so a reconnect
+        storm neither holds up the calls of clients already back nor delays each client's
+        second step (Socket.IO's CONNECT) behind every other client's first."""
+        self._submit((fn, args), True)
+
+    def _submit(self, task: Task, first: bool) -> None:
         action = None
         with self._lock:
             worker = self._idle.pop() if self._idle else None
@@ -90,6 +100,11 @@ class Workers:
                 if self._count - self._blocked < self.soft_max:
                     self._count += 1
                     action = 'start'
+                elif first and self._queue:
+                    # stamped as the oldest: the watcher measures the wait of the queue's head
+                    self._queue.appendleft((self._queue[0][0], task))
+                    if self._watcher_parked:
+                        self._watch_wait.notify()
                 else:
                     self._queue.append((time.monotonic(), task))
                     if not self._watching:
