@@ -36,14 +36,27 @@ class PrimusRequest:
     def __init__(self, flask_request: Any) -> None:
         self._request = flask_request
         self.headers = flask_request.headers
-        if 'args' not in flask_request.__dict__:  # not parsed yet: parse it once, as _QueryArgs
-            flask_request.parameter_storage_class = _QueryArgs
-        args = flask_request.args
-        self.args = args if type(args) is _QueryArgs else _QueryArgs(args)
-        self.query = self.args
         self.remote_addr = flask_request.remote_addr
         self.environ = flask_request.environ
         self.feathers: Dict[str, Any] = {'provider': PROVIDER}
+        self._args: Optional[_QueryArgs] = None
+
+    @property
+    def args(self) -> '_QueryArgs':
+        """The query string (parsed when first read)."""
+        args = self._args
+        if args is None:
+            request = self._request
+            if 'args' not in request.__dict__:  # not parsed yet: parse it once, as _QueryArgs
+                request.parameter_storage_class = _QueryArgs
+            parsed = request.args
+            args = self._args = parsed if type(parsed) is _QueryArgs else _QueryArgs(parsed)
+        return args
+
+    @property
+    def query(self) -> '_QueryArgs':
+        """The query string, Primus's name for it (``args``)."""
+        return self.args
 
     @property
     def cookies(self) -> Any:
@@ -80,7 +93,6 @@ class Spark(EventEmitter):
         self.server = server
         self.request = req
         self.headers = req.headers
-        self.query = req.args
         self.feathers = req.feathers
         self._ws: Optional[WebSocket] = None
         #: frames sent between registration and the handshake, written first once it is done
@@ -90,6 +102,11 @@ class Spark(EventEmitter):
         self._ack_ids = iter(range(1, proto.MAX_ACK_ID))
         self._closed = False
         self.connection: Optional[Connection] = None
+
+    @property
+    def query(self) -> _QueryArgs:
+        """The query string of the upgrade request (parsed when first read)."""
+        return self.request.args
 
     def _start(self, ws: WebSocket) -> None:
         with self._lock:

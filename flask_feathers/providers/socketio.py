@@ -40,13 +40,25 @@ class SocketContext:
     :ivar feathers: the connection's params; starts as ``{'provider': 'socketio'}``.
     """
 
-    __slots__ = ('sid', 'auth', 'request', 'feathers')
+    __slots__ = ('sid', 'auth', 'feathers', '_environ', '_request_class', '_request')
 
-    def __init__(self, sid: str, auth: Any, request: Any, feathers: Dict[str, Any]) -> None:
+    def __init__(self, sid: str, auth: Any, environ: Dict[str, Any], request_class: Any,
+                 feathers: Dict[str, Any]) -> None:
         self.sid = sid
         self.auth = auth
-        self.request = request
         self.feathers = feathers
+        self._environ = environ
+        self._request_class = request_class
+        self._request: Any = None
+
+    @property
+    def request(self) -> Any:
+        """The handshake request (the app's ``request_class``), made when first read."""
+        if self._request is None:
+            # not stored in the environ: the two would be a reference cycle that outlives the
+            # connection until a full garbage collection
+            self._request = self._request_class(self._environ, populate_request=False)
+        return self._request
 
     def __repr__(self) -> str:
         return f'<SocketContext {self.sid}>'
@@ -226,11 +238,8 @@ class SocketIOProvider:
 
         def admit(app: flask.Flask, sid: str, environ: Dict[str, Any], auth: Any) -> None:
             feathers: Dict[str, Any] = {'provider': PROVIDER}
-            # not stored in the environ (the two would be a reference cycle that outlives the
-            # connection until a full garbage collection: one per client after a storm)
-            request = app.request_class(environ, populate_request=False)
-            address = request.remote_addr
-            socket = SocketContext(sid, auth, request, feathers)
+            address = environ.get('REMOTE_ADDR')  # what Request.remote_addr reads
+            socket = SocketContext(sid, auth, environ, app.request_class, feathers)
             too_many = admission.over_connect_rate(state.connect_rate, address) \
                 or admission.over_connection_caps(state, address)
             if too_many is not None:

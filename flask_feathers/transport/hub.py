@@ -103,20 +103,28 @@ class Hub:
         #: afterwards is closed as it starts
         self.closed_owners: 'weakref.WeakSet[Any]' = weakref.WeakSet()
         self._thread: Optional[threading.Thread] = None
+        #: the hub thread was started and its loop has not ended
+        self._running = False
         #: what the hub thread reads sockets into (hub thread only)
         self.read_buffer = memoryview(bytearray(READ_BUFFER))
         self._pid = os.getpid()
 
     # -- any thread ----------------------------------------------------------------------------
     def start(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():  # every accept asks: no lock for that
+        if self._running:  # every accept asks: no lock (nor Thread.is_alive's) for that
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, daemon=True,
+            if not self._running:
+                self._running = True
+                self._thread = threading.Thread(target=self._run_loop, daemon=True,
                                                 name='flask-feathers-hub')
                 self._thread.start()
+
+    def _run_loop(self) -> None:
+        try:
+            self._loop()
+        finally:  # (the loop does not end; should it, the next start() begins another)
+            self._running = False
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the hub thread, soon."""
