@@ -489,6 +489,10 @@ def main() -> None:
                 fresh_run(key, 'mixed' if key == 'ff' else 'socketio', 'storm', pin=True,
                           timeout=180 + STORM_ROUNDS * 100, clients=n, rounds=STORM_ROUNDS,
                           bound_s=60, gap_ms=1000, mix=mix_of(key), pid=0)
+            # context: flask_feathers with the clients Feathers 5 gets (socket.io-client only)
+            fresh_run('ff', 'socketio', 'storm', pin=True, timeout=180 + STORM_ROUNDS * 100,
+                      clients=n, rounds=STORM_ROUNDS, bound_s=60, gap_ms=1000,
+                      mix=['socketio'], pid=0)
     if 'hold10k' in parts:
         for n in plan['hold10k_sizes']:
             for key in ('ff', 'f5', 'flask'):

@@ -248,9 +248,12 @@ def rest_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
 # -- storm, hold10k, sustained ----------------------------------------------------------------------
 def _run(results: Dict[str, Any], server: str, scenario: str,
          **match: Any) -> Optional[Dict[str, Any]]:
-    """The result of the (single) run of a many-client scenario, any transport."""
+    """The result of the (single) run of a many-client scenario, its server's usual transport
+    (flask_feathers: both, 'mixed', where it ran so) unless ``transport`` is given."""
     runs = [run for run in results['runs'] if run['server'] == server
             and run['scenario'] == scenario and all(run.get(k) == v for k, v in match.items())]
+    if 'transport' not in match and any(run.get('transport') == 'mixed' for run in runs):
+        runs = [run for run in runs if run.get('transport') == 'mixed']
     return runs[-1]['result'] if runs else None
 
 
@@ -312,6 +315,15 @@ def storm_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
                          _back(hand, hand_round, key), LABELS['f5'], _back(f5, base, key),
                          'n/a' if hand_ms is None or not theirs else f'{hand_ms / theirs:.2f}x',
                          '-', '-'))
+            same = _run(results, 'ff', 'storm', clients=n, transport='socketio')
+            if same is not None:
+                same_round = _round(same, r)
+                same_ms = same_round.get(key) if same_round else None
+                rows.append((f'(context) the same round, {LABELS["ff"]} with socket.io-client only '
+                             '(the clients Feathers 5 gets)', _back(same, same_round, key),
+                             LABELS['f5'], _back(f5, base, key),
+                             'n/a' if same_ms is None or not theirs
+                             else f'{same_ms / theirs:.2f}x', '-', '-'))
         if ff is None:
             continue
         # after each round: threads and RSS back to where they were, the next broadcast reaches all
@@ -469,11 +481,14 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                   "kernel's TcpExt ListenOverflows over the round (connection attempts dropped "
                   "because the server's listen queue was full; counted for the whole machine), "
                   'each one costs its client a SYN retransmission (1 s, then 3 s, 7 s, 15 s, '
-                  '31 s after the first).', '',
+                  '31 s after the first). "load generator CPU": what the busiest load generator '
+                  'process used from the reconnect until its last client was back; close to the '
+                  '100% time, the load generator was what the round waited for, not the server.',
+                  '',
                   '| server | clients | round | back | 50% | 90% | 99% | 100% | next broadcast | '
                   'threads before / peak / after | RSS MB before / peak / after | client loop | '
-                  'listen queue overflows |',
-                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+                  'load generator CPU | listen queue overflows |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for run in storms:
             res = run['result']
             who = f'{LABELS[run["server"]]} ({_mix_label(res)})'
@@ -497,6 +512,7 @@ def many_clients(results: Dict[str, Any]) -> List[str]:
                     f'{_fmt((b.get("rss_kb") or 0) / 1024)} / {_fmt((p.get("rss_kb") or 0) / 1024)}'
                     f' / {_fmt((a.get("rss_kb") or 0) / 1024)} | '
                     f'{_fmt(rnd.get("reconnect_loop_ms"))} ms | '
+                    f'{_fmt(rnd.get("client_cpu_ms"))} ms | '
                     f'{(rnd.get("kernel") or {}).get("ListenOverflows", "n/a")} |')
             if res.get('error'):
                 lines.append(f'{head} - | error: {res["error"][:200]} |||||||||')

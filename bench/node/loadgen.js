@@ -461,6 +461,7 @@ async function storm () {
         ms_99: timeToFraction(times, n, 0.99), ms_100: timeToFraction(times, n, 1.0),
         errors: sumErrors(back), close_loop_ms: Math.max(...closed.map((c) => c.loop_ms)),
         reconnect_loop_ms: Math.max(...back.map((b) => b.loop_ms)), late_ms: Math.max(...back.map((b) => b.late_ms)),
+        client_cpu_ms: Math.max(...back.map((b) => b.cpu_ms || 0)),
         broadcast, before, peak, after, kernel
       };
       out.push(row);

@@ -89,6 +89,7 @@ function runWorker () {
       const live = clients.filter((e) => e.alive);
       await at(m.at);
       const started = wall();
+      const cpu0 = process.cpuUsage();
       const times = [];
       const errors = {};
       const attempts = live.map((entry) => entry.client.connect(m.boundMs - (wall() - m.at)).then((ok) => {
@@ -98,7 +99,10 @@ function runWorker () {
       }));
       const loopMs = wall() - started;
       await Promise.all(attempts);
-      return { tried: live.length, times, missing: live.length - times.length, errors, late_ms: started - m.at, loop_ms: loopMs };
+      // this worker's CPU from the reconnect until its last client was back (or gave up): equal
+      // to the round's time when the load generator, not the server, was what everyone waited for
+      const cpu = process.cpuUsage(cpu0);
+      return { tried: live.length, times, missing: live.length - times.length, errors, late_ms: started - m.at, loop_ms: loopMs, cpu_ms: (cpu.user + cpu.system) / 1000 };
     },
     // How many of this worker's clients got todo m.id: waits until every live client has it or
     // until wall time m.until.

@@ -312,14 +312,18 @@ def serve_upgrade(server: Any, sock: Any, client_address: Any) -> bool:
     if len(parts) != 3 or not parts[2].startswith('HTTP/1.'):
         return False
     headers: Dict[str, str] = {}
+    keys = _HEADER_KEYS
     for line in lines[1:]:
         name, sep, value = line.partition(':')
-        if not sep or not name or name != name.strip() or '_' in name:
-            return False  # unusual: leave it to Werkzeug
-        key = name.upper().replace('-', '_')
-        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH', 'TRANSFER_ENCODING'):
+        key = keys.get(name) if sep else None
+        if key is None:
+            if not sep or not name or name != name.strip() or '_' in name:
+                return False  # unusual: leave it to Werkzeug
+            key = 'HTTP_' + name.upper().replace('-', '_')
+            if len(keys) < 512:  # the names clients send are few
+                keys[name] = key
+        if key in _BODY_KEYS:
             return False  # an upgrade has no body
-        key = 'HTTP_' + key
         value = value.strip()
         headers[key] = f'{headers[key]},{value}' if key in headers else value
     if headers.get('HTTP_UPGRADE', '').lower() != 'websocket':
@@ -395,4 +399,9 @@ def serve_upgrade(server: Any, sock: Any, client_address: Any) -> bool:
 
 def _wsgi_str(value: str) -> str:
     """A WSGI environ string: the UTF-8 bytes of ``value`` as Latin-1 (Werkzeug does the same)."""
-    return value.encode('utf-8').decode('latin-1')
+    return value if value.isascii() else value.encode('utf-8').decode('latin-1')
+
+
+#: header name as sent -> its environ key (``Sec-WebSocket-Key`` -> ``HTTP_SEC_WEBSOCKET_KEY``)
+_HEADER_KEYS: Dict[str, str] = {}
+_BODY_KEYS = frozenset(('HTTP_CONTENT_TYPE', 'HTTP_CONTENT_LENGTH', 'HTTP_TRANSFER_ENCODING'))
