@@ -8,7 +8,8 @@ was a third of a Socket.IO connect's CPU. :func:`websocket_opens` answers such a
 engine.io's own handshake steps (:func:`._socketio_compat.open_websocket_session`: session id,
 socket, connect handlers, heartbeat), then the upgrade answer with the OPEN packet in the same
 write. Everything else (long-polling, upgrades from it, other engine.io versions, a refused
-origin, TLS) takes the usual way. Wire facts: docs/protocol.rst, "Socket.IO".
+origin, TLS) takes the usual way. Wire facts: docs/protocol.rst, "Socket.IO connect over a
+websocket".
 """
 from __future__ import annotations
 
