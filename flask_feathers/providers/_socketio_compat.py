@@ -21,7 +21,9 @@ What is relied on, and why:
   default namespace is answered on the connection layer: :func:`connect_default_namespace`);
 * python-socketio's manager: ``rooms``, ``callbacks``, ``pending_connect`` and
   ``pending_disconnect`` (kept in step by :class:`IndexedRooms`);
-* Flask-SocketIO: ``sockio_mw.engineio_path`` (the path its middleware answers).
+* Flask-SocketIO: ``sockio_mw.engineio_path`` (the path its middleware answers) and
+  ``_handle_event`` (its request context around a handler: :func:`in_request_context`, for the
+  app's own connect and disconnect handlers).
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ _ENGINEIO_SERVER_MEMBERS = ('_async', '_bad_request', 'handlers', 'sockets', 'st
                             '_trigger_event', '_unauthorized')
 _SOCKETIO_SERVER_MEMBERS = ('_send_packet', '_binary_packet', 'packet_class', 'manager',
                             'environ', 'handlers', 'always_connect', '_trigger_event')
+_FLASK_SOCKETIO_MEMBERS = ('_handle_event',)
 _MANAGER_MEMBERS = ('rooms', 'callbacks', 'pending_connect', 'pending_disconnect',
                     'basic_enter_room', 'basic_leave_room', 'basic_disconnect', 'pre_connect',
                     'connect', 'disconnect')
@@ -71,6 +74,8 @@ def check(io: Any) -> None:
     manager = getattr(server, 'manager', None)
     missing += [f'socketio manager .{name}' for name in _MANAGER_MEMBERS
                 if manager is not None and not hasattr(manager, name)]
+    missing += [f'flask_socketio.SocketIO.{name}' for name in _FLASK_SOCKETIO_MEMBERS
+                if not hasattr(io, name)]
     if missing:
         raise RuntimeError(
             f'flask_feathers cannot run on python-engineio {_version("python-engineio")} with '
@@ -153,6 +158,15 @@ def open_websocket_session(eio: Any, socket_class: type, environ: Dict[str, Any]
         return None, eio._unauthorized(ret or None)
     sock.schedule_ping()
     return sock, opening
+
+
+def in_request_context(io: Any, handler: Callable[..., Any], event: str, namespace: str,
+                       sid: str, *args: Any) -> Any:
+    """Run ``handler`` the way Flask-SocketIO runs an event handler (``SocketIO._handle_event``):
+    in a request context of the connection's environ, with ``flask.request.sid`` and the
+    connection's own ``flask.session``; for a ``'connect'`` event ``args`` are ``(environ,
+    auth)`` and ``handler`` gets ``auth``."""
+    return io._handle_event(handler, event, namespace, sid, *args)
 
 
 def connect_default_namespace(server: Any, eio_sid: str, auth: Any,

@@ -258,8 +258,9 @@ class SocketIOProvider:
                 admission.authenticate_handshake(
                     application, conn, lambda: _calls.headers_of(environ))
                 if user['connect'] or user['disconnect'] or user['*']:
-                    io._handle_event(functools.partial(user_connect, feathers), 'connect',
-                                     NAMESPACE, sid, environ, auth)
+                    _socketio_compat.in_request_context(
+                        io, functools.partial(user_connect, feathers), 'connect', NAMESPACE, sid,
+                        environ, auth)
             except ConnectionRefusedError:
                 raise
             except Exception as exc:
@@ -281,7 +282,8 @@ class SocketIOProvider:
         def on_disconnect(sid: str, reason: Any = None) -> None:
             conn = connections.remove(sid)
             if user['disconnect']:
-                io._handle_event(user_disconnect, 'disconnect', NAMESPACE, sid, reason)
+                _socketio_compat.in_request_context(io, user_disconnect, 'disconnect',
+                                                    NAMESPACE, sid, reason)
             if conn is not None:
                 # Flask-SocketIO's request contexts leave their request in the environ: a cycle
                 conn.extra.get('environ', {}).pop('werkzeug.request', None)
