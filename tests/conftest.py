@@ -40,7 +40,9 @@ _MODULE_MARKS = {
     'test_demo_browser': ('browser', 'slow'), 'test_primus_js': ('browser', 'slow'),
     'test_primus_restart': ('browser', 'slow'), 'test_docs': ('slow',),
     'test_abuse': ('node', 'slow'), 'test_authentication': ('node', 'slow'),
-    'test_connection_layer': ('node', 'slow'), 'test_multiprocess': ('node', 'redis', 'slow'),
+    'test_connection_idle': ('node', 'slow'), 'test_connection_shutdown': ('node', 'slow'),
+    'test_connection_primus': ('node', 'slow'), 'test_connection_deflate': ('node', 'slow'),
+    'test_connection_serving': ('node', 'slow'), 'test_multiprocess': ('node', 'redis', 'slow'),
     'test_adapter_suite': ('node', 'slow'),
     'test_fanout_redis': ('redis',), 'test_packaging': ('slow',),
     'test_deployment': ('redis', 'slow'), 'test_serving': ('slow',),
@@ -330,3 +332,13 @@ def prebuilt_frames(monkeypatch) -> List[Any]:
         return wire.fget(self)
     monkeypatch.setattr(websocket.Message, 'wire', property(recording))
     return built
+
+
+@pytest.fixture
+def stopped_apps():
+    """Apps whose background work (dispatcher, engine.io) stops after the test."""
+    states: List[Any] = []
+    yield states.append
+    for state in states:
+        state.dispatcher.close()
+        state.io.server.eio.shutdown()
