@@ -136,7 +136,7 @@ def test_a_broadcast_travels_with_its_kind_and_comes_back_as_one(fanout, raw):
     assert {k: message[k] for k in ('kind', 'provider', 'event', 'data')} == \
         {'kind': 'broadcast', 'provider': 'primus', 'event': 'send',
          'data': {'event': 'news', 'args': [1]}}
-    assert 'path' not in message
+    assert message['path'] == ':primus'  # what processes of the release before kinds read
     assert sink.wait_len(1) == [Message.broadcast('primus', 'send', {'event': 'news',
                                                                      'args': [1]})]
 

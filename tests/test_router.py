@@ -3,6 +3,7 @@ over a backend that implements only the contract (send, listen), here an in-proc
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -79,6 +80,11 @@ def test_the_wire_format_round_trips_both_kinds():
     # What a producer in another language sends: no origin, no seq, no kind.
     assert decode(b'{"event": "created", "path": "todos", "data": null}') == \
         (Message.service_event('todos', 'created', None), None, None)
+    # The previous release's Primus broadcast, and what that release reads of ours (the path).
+    assert decode('{"event": "send", "path": ":primus", "data": [1]}') == \
+        (Message.broadcast('primus', 'send', [1]), None, None)
+    assert json.loads(encode(Message.broadcast('primus', 'write', 1), 'me', 4))['path'] == \
+        ':primus'
     for bad in ('[1]', '{"kind": "nope", "event": "e", "path": "p", "data": 1}',
                 '{"event": "e", "data": 1}', '{"event": 1, "path": "p", "data": 1}'):
         with pytest.raises((ValueError, TypeError, KeyError)):

@@ -4,7 +4,7 @@ Every message of the router is sent as one JSON payload on the backend's channel
 docs/protocol.rst "Several processes")::
 
     {"event": "created", "path": "todos", "data": {...}, "origin": "...", "seq": 7}
-    {"kind": "broadcast", "provider": "primus", "event": "send", "data": {...}, ...}
+    {"kind": "broadcast", "provider": "primus", "path": ":primus", "event": "send", ...}
 
 ``origin`` and ``seq`` let a process recognise its own messages; a payload without them (a worker
 written in another language) is delivered like any other. One subscriber thread per app receives
@@ -51,6 +51,14 @@ MAX_SKIPPED = 10_000
 
 
 # -- the wire format ------------------------------------------------------------------------------
+#: Before message kinds (flask_feathers before 2026-11-29), a provider's broadcast was a message
+#: whose path was ':' + the provider's name, and only Primus had one. Broadcasts still carry that
+#: path, and such a message without ``kind`` is still a broadcast, so that old and new processes
+#: understand each other's Primus broadcasts during a rolling upgrade.
+LEGACY_BROADCAST_PREFIX = ':'
+LEGACY_BROADCASTS = frozenset({':primus'})
+
+
 def encode(message: Message, origin: str, seq: int) -> str:
     """The JSON payload of ``message``.
 
@@ -60,6 +68,7 @@ def encode(message: Message, origin: str, seq: int) -> str:
         fields = {'event': message.event, 'path': message.target, 'data': message.data}
     else:
         fields = {'kind': message.kind.value, 'provider': message.target,
+                  'path': LEGACY_BROADCAST_PREFIX + message.target,
                   'event': message.event, 'data': message.data}
     fields.update(origin=origin, seq=seq)
     return json.dumps(fields, separators=(',', ':'))
@@ -73,8 +82,11 @@ def decode(raw: Union[str, bytes]) -> Tuple[Message, Optional[str], Optional[int
     fields = json.loads(raw)
     if not isinstance(fields, dict):
         raise ValueError('a message is a JSON object')
-    kind = MessageKind(fields.get('kind', MessageKind.SERVICE_EVENT.value))
-    target = fields['path'] if kind is MessageKind.SERVICE_EVENT else fields['provider']
+    if 'kind' not in fields and fields.get('path') in LEGACY_BROADCASTS:
+        kind, target = MessageKind.BROADCAST, fields['path'][len(LEGACY_BROADCAST_PREFIX):]
+    else:
+        kind = MessageKind(fields.get('kind', MessageKind.SERVICE_EVENT.value))
+        target = fields['path'] if kind is MessageKind.SERVICE_EVENT else fields['provider']
     event, data = fields['event'], fields['data']
     if not isinstance(target, str) or not isinstance(event, str):
         raise ValueError('path, provider and event must be strings')
