@@ -291,6 +291,7 @@ def storm_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
     rows: List[Tuple[str, ...]] = []
     for n in _sizes(results, 'storm'):
         ff, f5, hand = (_run(results, key, 'storm', clients=n) for key in ('ff', 'f5', 'flask'))
+        same = _run(results, 'ff', 'storm', clients=n, transport='socketio')
         rounds = max(len((r or {}).get('rounds') or []) for r in (ff, f5, hand))
         rounds = max(rounds, (ff or {}).get('rounds_planned') or 0)
         key, share, limit = ('ms_100', '100%', 3000.0) if n <= 2000 else ('ms_99', '99%', 10000.0)
@@ -309,21 +310,17 @@ def storm_targets(results: Dict[str, Any]) -> List[Tuple[str, ...]]:
                          f'time until {share} are back', _back(ff, ours, key), LABELS['f5'],
                          _back(f5, base, key), 'n/a' if ratio is None else f'{ratio:.2f}x', goal,
                          'pass' if ok else 'miss'))
-            hand_round = _round(hand, r)
-            hand_ms = hand_round.get(key) if hand_round else None
-            rows.append((f'(context) the same round, {LABELS["flask"]}',
-                         _back(hand, hand_round, key), LABELS['f5'], _back(f5, base, key),
-                         'n/a' if hand_ms is None or not theirs else f'{hand_ms / theirs:.2f}x',
-                         '-', '-'))
-            same = _run(results, 'ff', 'storm', clients=n, transport='socketio')
+            contexts = [(LABELS['flask'], hand)]
             if same is not None:
-                same_round = _round(same, r)
-                same_ms = same_round.get(key) if same_round else None
-                rows.append((f'(context) the same round, {LABELS["ff"]} with socket.io-client only '
-                             '(the clients Feathers 5 gets)', _back(same, same_round, key),
+                contexts.append((f'{LABELS["ff"]} with socket.io-client only (the clients '
+                                 'Feathers 5 gets)', same))
+            for label, other in contexts:
+                other_round = _round(other, r)
+                other_ms = other_round.get(key) if other_round else None
+                rows.append((f'(context) the same round, {label}', _back(other, other_round, key),
                              LABELS['f5'], _back(f5, base, key),
-                             'n/a' if same_ms is None or not theirs
-                             else f'{same_ms / theirs:.2f}x', '-', '-'))
+                             'n/a' if other_ms is None or not theirs
+                             else f'{other_ms / theirs:.2f}x', '-', '-'))
         if ff is None:
             continue
         # after each round: threads and RSS back to where they were, the next broadcast reaches all

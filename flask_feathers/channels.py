@@ -121,13 +121,7 @@ class Channels:
         """The channel called ``name`` (created on first use), or the union of several."""
         first = names[0] if len(names) == 1 else None
         if isinstance(first, str):  # the usual call, on every connection
-            chan = self._named.get(first)
-            if chan is None:
-                with self._lock:
-                    chan = self._named.get(first)
-                    if chan is None:  # (setdefault would build a Channel on every call)
-                        chan = self._named[first] = Channel(name=first)
-            return chan
+            return self._named_channel(first)
         flat: List[object] = []
         for name in names:
             if isinstance(name, (list, tuple)):
@@ -141,16 +135,21 @@ class Channels:
             if not isinstance(key, str):
                 raise TypeError(f'channel names are strings, got {key!r}')
             keys.append(key)
-        with self._lock:
-            chans = []
-            for n in keys:
-                chan = self._named.get(n)
-                if chan is None:  # (setdefault would build a Channel on every call)
-                    chan = self._named[n] = Channel(name=n)
-                chans.append(chan)
+        chans = [self._named_channel(key) for key in keys]
         if len(chans) == 1:
             return chans[0]
         return union(chans)
+
+    def _named_channel(self, name: str) -> Channel:
+        """The channel called ``name``, made on first use (a lookup without the lock when it
+        exists: dict reads are atomic)."""
+        chan = self._named.get(name)
+        if chan is None:
+            with self._lock:
+                chan = self._named.get(name)
+                if chan is None:  # (setdefault would build a Channel on every call)
+                    chan = self._named[name] = Channel(name=name)
+        return chan
 
     @property
     def names(self) -> List[str]:

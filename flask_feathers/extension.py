@@ -14,19 +14,6 @@ from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, 
 
 from flask import Flask, current_app, has_app_context
 
-try:  # the app context's own variable (Flask 2.2+): the proxies cost a connect several lookups
-    from flask.globals import _cv_app
-except ImportError:  # pragma: no cover - another Flask
-    _cv_app = None  # type: ignore[assignment]
-
-
-def _context_app() -> Optional[Flask]:
-    """The app of the current application context, or None outside one."""
-    if _cv_app is not None:
-        ctx = _cv_app.get(None)
-        return getattr(ctx, 'app', None) if ctx is not None else None
-    return current_app._get_current_object() if has_app_context() else None
-
 from .application import Application, strip_path
 from .channels import Channel
 from .config import *  # noqa: F401,F403  (the FEATHERS_* keys' old import path)
@@ -40,6 +27,20 @@ from .wrapped import WrappedService
 if TYPE_CHECKING:
     from .providers.primus import PrimusServer
     from .providers.socketio import FeathersSocketIO
+
+try:  # the app context's own variable (Flask 2.2+): the proxies cost a connect several lookups
+    from flask.globals import _cv_app
+except ImportError:  # pragma: no cover - another Flask
+    _cv_app = None  # type: ignore[assignment]
+
+
+def _context_app() -> Optional[Flask]:
+    """The app of the current application context, or None outside one."""
+    if _cv_app is not None:
+        ctx = _cv_app.get(None)
+        return getattr(ctx, 'app', None) if ctx is not None else None
+    return current_app._get_current_object() if has_app_context() else None
+
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@
 // 10,000 clients leave tens of thousands of sockets in TIME_WAIT). N comes from the coordinator's
 // pid, so a run does not inherit the TIME_WAIT sockets of the run before it on the same addresses
 // (measured: 12,000 of them, left by a Feathers 5 storm, made the next server's storm clients
-// connect at 500 a second for a minute, the kernel searching for a free port on every bind). The workers inherit the
-// coordinator's CPU affinity (bench.py pins it to the client core).
+// connect at 500 a second for a minute, the kernel searching for a free port on every bind).
+// The workers inherit the coordinator's CPU affinity (bench.py pins it to the client core).
 //
 // Times that cross processes are wall-clock milliseconds (client.js wall()); the coordinator asks
 // every worker to act at the same wall time. Every wait is bounded; a worker exits when its

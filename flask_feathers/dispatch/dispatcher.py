@@ -6,7 +6,7 @@ import functools
 import threading
 import time
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from ..channels import Publishers
 from ..connections import Connection, ConnectionRegistry

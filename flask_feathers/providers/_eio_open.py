@@ -32,11 +32,8 @@ def websocket_opens(io: Any, app: Any, socket_class: type, wsgi_app: WSGIApp) ->
 
     def socketio_websocket_opens(environ: Dict[str, Any], start_response: Callable[..., Any]
                                  ) -> Any:
-        if environ.get('PATH_INFO') != path or \
-                environ.get('HTTP_UPGRADE', '').lower() != 'websocket' or \
-                environ.get('REQUEST_METHOD') != 'GET' or \
-                not _opens_websocket(environ.get('QUERY_STRING', '')) or \
-                not transport.can_hand_over(environ):
+        if not transport.hand_over_upgrade(environ, path) or \
+                not _opens_websocket(environ.get('QUERY_STRING', '')):
             return wsgi_app(environ, start_response)
         environ['flask.app'] = app  # what Flask-SocketIO's middleware adds for its handlers
         opened = _socketio_compat.open_websocket_session(eio, socket_class, environ)

@@ -35,6 +35,7 @@ from engineio import socket as engineio_socket
 from socketio import exceptions as socketio_exceptions
 from socketio import packet as socketio_packet
 
+#: Socket.IO's default namespace, the one Feathers clients use
 NAMESPACE = '/'
 
 #: engine.io's socket class, which :class:`._eio_websocket.HubSocket` extends

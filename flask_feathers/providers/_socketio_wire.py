@@ -4,6 +4,7 @@ broadcast, nothing before a client's CONNECT, a bound for clients that stopped r
 :func:`guard_messages` (an answer for every malformed call). Wire facts: docs/protocol.rst."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -15,11 +16,11 @@ from .. import errors
 from ..connections import Connection, ConnectionRegistry
 from ..transport import Message
 from . import _eio_websocket, _socketio_compat
+from ._socketio_compat import NAMESPACE as NAMESPACE  # the providers' name for it
 
 log = logging.getLogger(__name__)
 
 PROVIDER = 'socketio'
-NAMESPACE = '/'
 
 
 class Delivery:
@@ -43,7 +44,7 @@ class Delivery:
 
     def _marking_ready(self, send_packet: Callable[[str, Any], None]
                        ) -> Callable[[str, Any], None]:
-        connections, ready_lock = self.connections, self.ready_lock
+        connections = self.connections
 
         def send_marking_ready(eio_sid: str, pkt: Any) -> None:
             conn = None
@@ -51,11 +52,17 @@ class Delivery:
                 conn = connections.get(pkt.data.get('sid', ''))
             if conn is None:
                 send_packet(eio_sid, pkt)
-                return
-            with ready_lock:
-                send_packet(eio_sid, pkt)
-                conn.extra['ready'] = True
+            else:
+                self._send_connect(conn, functools.partial(send_packet, eio_sid, pkt))
         return send_marking_ready
+
+    def _send_connect(self, conn: Optional[Connection], send: Callable[[], Any]) -> None:
+        """Write a client's accepting CONNECT, and mark its connection ready in the same step
+        (see the class doc)."""
+        with self.ready_lock:
+            send()
+            if conn is not None:
+                conn.extra['ready'] = True
 
     def answer_connect(self, eio_socket: Any, ws: Any, text: str) -> bool:
         """A handed-over websocket's text frame: a CONNECT to the default namespace (``40`` or
@@ -78,12 +85,8 @@ class Delivery:
                 return False
 
         def send_connect(sid: str) -> None:
-            conn = self.connections.get(sid)
             frame = '40' + socketio_packet.Packet.json.dumps({'sid': sid}, separators=(',', ':'))
-            with self.ready_lock:
-                ws.send(frame)
-                if conn is not None:
-                    conn.extra['ready'] = True
+            self._send_connect(self.connections.get(sid), functools.partial(ws.send, frame))
         return _socketio_compat.connect_default_namespace(self.server, eio_socket.sid, auth,
                                                           send_connect)
 

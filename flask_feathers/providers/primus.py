@@ -143,9 +143,7 @@ class PrimusServer(EventEmitter):
         assert app is not None
 
         def primus_upgrades(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            if environ.get('PATH_INFO') != pathname or \
-                    environ.get('HTTP_UPGRADE', '').lower() != 'websocket' or \
-                    environ.get('REQUEST_METHOD') != 'GET' or not transport.can_hand_over(environ):
+            if not transport.hand_over_upgrade(environ, pathname):
                 return wsgi_app(environ, start_response)
             with app.app_context():
                 try:

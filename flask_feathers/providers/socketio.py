@@ -142,12 +142,6 @@ def _sid() -> str:
     return sid
 
 
-def _request_object() -> flask.Request:
-    """The handshake request itself, not the context-local proxy (it outlives the handler)."""
-    request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
-    return request
-
-
 def _store_on_session(feathers: Dict[str, Any]) -> None:
     try:
         flask.session['feathers'] = feathers

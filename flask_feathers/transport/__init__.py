@@ -18,16 +18,18 @@ Flask-SocketIO) and ``providers/primus.py``.
 from typing import Any, Dict, Optional, Tuple
 
 from .._waits import blocking
-from .handover import (Done, can_hand_over, done, finish, handed_over, handshake, server_socket, shutdown_socket,
-                       slim_environ, take_over, websocket_environ)
+from .handover import (Done, can_hand_over, done, finish, handed_over, handshake,
+                       hand_over_upgrade, server_socket, shutdown_socket, slim_environ, take_over,
+                       websocket_environ)
 from .hub import Hub, get_hub
 from .frames import Message
 from .websocket import WebSocket
 from .workers import PooledTask, Workers
 
 __all__ = ['Done', 'Hub', 'Message', 'PooledTask', 'WebSocket', 'Workers', 'blocking',
-           'can_hand_over', 'done', 'finish', 'get_hub', 'handed_over', 'handshake', 'shutdown_socket', 'slim_environ',
-           'take_over', 'websocket_environ', 'accept']
+           'can_hand_over', 'done', 'finish', 'get_hub', 'hand_over_upgrade', 'handed_over',
+           'handshake', 'shutdown_socket', 'slim_environ', 'take_over', 'websocket_environ',
+           'accept']
 
 
 def accept(environ: Dict[str, Any], handler: Any, *, max_message_size: Optional[int],

@@ -27,10 +27,10 @@ import socket
 from typing import Any, Dict, Optional, Tuple
 
 from werkzeug.wrappers import Response
-
-from .frames import encode_frame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.utilities import generate_accept_token
+
+from .frames import encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ def server_socket(environ: Dict[str, Any]) -> Any:
 def can_hand_over(environ: Dict[str, Any]) -> bool:
     sock = server_socket(environ)
     return type(sock) is socket.socket and sock.gettimeout() is None
+
+
+def hand_over_upgrade(environ: Dict[str, Any], path: str) -> bool:
+    """Whether ``environ`` is a WebSocket upgrade (a GET) at exactly ``path`` on a socket that can
+    be handed over: what a provider answers before the app's own dispatch."""
+    return environ.get('PATH_INFO') == path and \
+        environ.get('HTTP_UPGRADE', '').lower() == 'websocket' and \
+        environ.get('REQUEST_METHOD') == 'GET' and can_hand_over(environ)
 
 
 def websocket_environ(environ: Dict[str, Any], compression: bool = False) -> Dict[str, Any]:

@@ -102,7 +102,6 @@ class Hub:
         #: owners whose connections were closed (api.close()): one that finishes its handshake
         #: afterwards is closed as it starts
         self.closed_owners: 'weakref.WeakSet[Any]' = weakref.WeakSet()
-        self._thread: Optional[threading.Thread] = None
         #: the hub thread was started and its loop has not ended
         self._running = False
         #: what the hub thread reads sockets into (hub thread only)
@@ -116,9 +115,8 @@ class Hub:
         with self._lock:
             if not self._running:
                 self._running = True
-                self._thread = threading.Thread(target=self._run_loop, daemon=True,
-                                                name='flask-feathers-hub')
-                self._thread.start()
+                threading.Thread(target=self._run_loop, daemon=True,
+                                 name='flask-feathers-hub').start()
 
     def _run_loop(self) -> None:
         try:

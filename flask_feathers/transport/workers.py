@@ -102,9 +102,8 @@ class Workers:
                     action = 'start'
                 elif first and self._queue:
                     # stamped as the oldest: the watcher measures the wait of the queue's head
+                    # (and, the queue not being empty, is already awake for it)
                     self._queue.appendleft((self._queue[0][0], task))
-                    if self._watcher_parked:
-                        self._watch_wait.notify()
                 else:
                     self._queue.append((time.monotonic(), task))
                     if not self._watching:
